@@ -1,0 +1,3 @@
+from storage_links._cli import main
+
+raise SystemExit(main())

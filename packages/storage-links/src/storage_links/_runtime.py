@@ -1,0 +1,127 @@
+"""What every stage shares at run time: the run id, atomic writes, logging and progress.
+
+It lives here because every stage may import storage_links and nothing else of
+the project; keeping it in one place keeps the stages' behaviour the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage_links._contract import logs_dir
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_REPLACE_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds; SMB raises PermissionError on a busy file
+
+
+def run_id() -> str:
+    """PIPELINE_RUN_ID if set (make run sets one for all stages), else a new sortable id."""
+    env = os.environ.get("PIPELINE_RUN_ID")
+    if env:
+        if not all(c.isalnum() or c in "-_." for c in env) or env.startswith("."):
+            raise ValueError(f"PIPELINE_RUN_ID={env!r}: only letters, digits, '-', '_' and '.' are allowed")
+        return env
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success fsync it and move it into place.
+
+    On any exception the temporary file is removed and `path` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        _replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    payload = data.encode() if isinstance(data, str) else data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(payload)
+
+
+def _replace(src: Path, dst: Path) -> None:
+    for delay in _REPLACE_RETRIES:
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            time.sleep(delay)
+    os.replace(src, dst)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename durable; some file systems (SMB through FUSE) refuse it, which is harmless.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def configure_logging(stage: str, level: str, run: str, *, root: Path | None = None) -> Path:
+    """Log to stderr and to logs/<run>.log (appended to, so the stages of one run share a file)."""
+    level = level.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level {level!r}: choose one of {', '.join(LOG_LEVELS)}")
+    log_file = logs_dir(root) / f"{run}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter(f"%(asctime)s {stage} %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(f"{stage}: %(message)s"))
+    stderr.setLevel(level)
+    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file.setFormatter(fmt)
+    to_file.setLevel(min(logging.INFO, logging.getLevelName(level)))
+    top = logging.getLogger()
+    for handler in list(top.handlers):
+        top.removeHandler(handler)
+        handler.close()
+    top.addHandler(stderr)
+    top.addHandler(to_file)
+    top.setLevel(min(logging.INFO, logging.getLevelName(level)))
+    return log_file
+
+
+class Progress:
+    """Per-item progress on stderr, shown only on a terminal and below WARNING."""
+
+    def __init__(self, total: int, label: str, level: str = "INFO", stream=None) -> None:
+        self.total = total
+        self.label = label
+        self.done = 0
+        self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        self.enabled = isatty and logging.getLevelName(level.upper()) < logging.WARNING
+
+    def step(self, item: str, outcome: str) -> None:
+        self.done += 1
+        if self.enabled:
+            self.stream.write(f"\r\x1b[K[{self.done}/{self.total}] {self.label} {item}: {outcome}")
+            if self.done == self.total:
+                self.stream.write("\n")
+            self.stream.flush()
