@@ -7,6 +7,9 @@ MAKEFLAGS += --no-builtin-rules --no-print-directory
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# BOOTSTRAP=0 in the container image, whose environment is built when the image is.
+BOOTSTRAP ?= 1
+ENV_READY := $(if $(filter 1,$(BOOTSTRAP)),venv)
 PACKAGES := storage-links scraping modelling forecasting
 
 # ---- variables a user sets, checked before anything runs -------------------------
@@ -29,6 +32,9 @@ $(error LOG_LEVEL: unknown level '$(LOG_LEVEL)'; allowed: $(LOG_LEVELS))
 endif
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE: unknown profile '$(PROFILE)'; allowed: $(PROFILES))
+endif
+ifneq ($(filter-out 0 1,$(BOOTSTRAP)),)
+$(error BOOTSTRAP: '$(BOOTSTRAP)' must be 1 or 0)
 endif
 ifneq ($(filter-out 0 1,$(DRY_RUN)),)
 $(error DRY_RUN: '$(DRY_RUN)' must be 1 or 0)
@@ -61,19 +67,19 @@ $(VENV)/.stamp: pyproject.toml $(foreach p,$(PACKAGES),packages/$(p)/pyproject.t
 venv: $(VENV)/.stamp
 
 # ---- the pipeline --------------------------------------------------------------
-run: venv
+run: $(ENV_READY)
 	@$(BIN)/storage-links init
 	@$(MAKE) stages
 
 # The stage sequence, without link set-up (the container's entrypoint runs init itself).
-stages: venv
+stages: $(ENV_READY)
 	@echo "run $(RUN_ID): profile $(PROFILE), log level $(LOG_LEVEL), skipping: $(or $(SKIP),nothing)" >&2
 	$(if $(filter scraping,$(SKIP)),@echo "skip scraping" >&2,@$(BIN)/python -m scraping run --log-level $(LOG_LEVEL))
 	$(if $(filter modelling,$(SKIP)),@echo "skip modelling" >&2,@$(BIN)/python -m modelling run --log-level $(LOG_LEVEL))
 	$(if $(filter forecasting,$(SKIP)),@echo "skip forecasting" >&2,@$(BIN)/python -m forecasting run --log-level $(LOG_LEVEL))
 	$(if $(filter upload,$(SKIP)),@echo "skip upload" >&2,@$(BIN)/python -m forecasting upload --log-level $(LOG_LEVEL))
 
-validate-links: venv
+validate-links: $(ENV_READY)
 	@$(BIN)/storage-links validate
 
 # ---- checks --------------------------------------------------------------------

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Container entrypoint: link the data directories onto the share, then run the pipeline.
+# Options as documented below; any other command is run as given after the links are
+# set up (so `ls -la forecasting/` works for troubleshooting, even when init failed).
+set -euo pipefail
+
+app_root="${PIPELINE_ROOT:-/app}"
+
+usage() {
+  cat <<'USAGE'
+Usage: entrypoint [OPTIONS]
+       entrypoint COMMAND [ARGS...]
+
+Links the data directories onto the file share (storage-links init), then runs
+scraping -> modelling -> forecasting -> upload.
+
+Options:
+  --help               show this help and exit
+  --log-level LEVEL    DEBUG, INFO, WARNING or ERROR (default INFO)
+  --skip-scraping      do not run the scraping stage
+  --skip-modeling      do not run the modelling stage
+  --skip-forecasting   do not run the forecasting stage
+  --skip-upload        do not upload to Azure Blob Storage
+With all four --skip options it only initialises and verifies the links.
+
+Any other COMMAND (e.g. `ls -la forecasting/`) is run as given after the links are set up.
+Environment: FILESHARE_ROOT (share, default /mnt/fileshare), PIPELINE_PROFILE (local|prod),
+FRED_API_KEY, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY.
+USAGE
+}
+
+init_links() {
+  local flags=()
+  [ "${STORAGE_LINKS_REQUIRE_MOUNT:-0}" = 1 ] && flags+=(--require-mount)
+  storage-links init "${flags[@]}"
+}
+
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+  init_links || echo "entrypoint: storage-links init failed; running '$1' anyway for troubleshooting" >&2
+  exec "$@"
+fi
+
+log_level=INFO
+skip=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --help | -h) usage; exit 0 ;;
+    --log-level)
+      [ $# -ge 2 ] || { echo "entrypoint: --log-level needs a value (DEBUG, INFO, WARNING, ERROR)" >&2; exit 2; }
+      log_level="$2"; shift ;;
+    --log-level=*) log_level="${1#*=}" ;;
+    --skip-scraping) skip+=(scraping) ;;
+    --skip-modeling | --skip-modelling) skip+=(modelling) ;;
+    --skip-forecasting) skip+=(forecasting) ;;
+    --skip-upload) skip+=(upload) ;;
+    *) echo "entrypoint: unknown option '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$log_level" in
+  DEBUG | INFO | WARNING | ERROR) ;;
+  *) echo "entrypoint: --log-level: unknown level '$log_level'; allowed: DEBUG INFO WARNING ERROR" >&2; exit 2 ;;
+esac
+
+init_links
+# With every stage skipped there is nothing left to do: do not pay for starting make.
+[ "${#skip[@]}" -ge 4 ] && [ "$(printf '%s\n' "${skip[@]}" | sort -u | wc -l)" -eq 4 ] && exit 0
+exec make -C "$app_root" stages LOG_LEVEL="$log_level" SKIP="${skip[*]}"
