@@ -1,0 +1,109 @@
+"""HTML tables described by a small spec, parsed with selectolax.
+
+Columns are found by their header text or their cell class, never by position alone, so a
+page that gains or reorders columns still parses; one that lost what the spec needs raises
+LayoutChanged naming what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import pandas as pd
+from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from selectolax.lexbor import LexborNode as Node
+
+from scraping._errors import LayoutChanged
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str  # the stored column name
+    cell_class: str  # a class token on the column's <th> (and its <td>s)
+    header: str  # or the header's text, compared case- and space-insensitively
+    required: bool = True  # optional columns (added later by the site) are NaN where absent
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    title: str  # names the source in messages
+    url_template: str  # str.format()ed with base (the host root) and month (a date)
+    table_selector: str
+    row_selector: str  # relative to the table
+    empty_selector: str  # present instead of the table when a page has no rows yet
+    date_column: Column
+    date_format: str
+    columns: tuple[Column, ...]
+    missing_markers: frozenset[str]
+
+    def url(self, base: str, month: date) -> str:
+        return self.url_template.format(base=base, month=month)
+
+
+def parse_table(html: str, spec: TableSpec, where: str) -> pd.DataFrame:
+    """The table in `html` as a frame: `date` then the spec's columns (float64, NaN where missing)."""
+    tree = HTMLParser(html)
+    table = tree.css_first(spec.table_selector)
+    names = [c.name for c in spec.columns]
+    if table is None:
+        if tree.css_first(spec.empty_selector) is not None:
+            empty = {"date": pd.Series(dtype="datetime64[ns]"), **{n: pd.Series(dtype="float64") for n in names}}
+            return pd.DataFrame(empty)
+        raise LayoutChanged(f"{where}: no table matches {spec.table_selector!r}; the page layout changed")
+    headers = table.css("thead th") or table.css("tr th")
+    if not headers:
+        raise LayoutChanged(f"{where}: the table has no header cells; the page layout changed")
+    positions = {column.name: _find_column(headers, column) for column in (spec.date_column, *spec.columns)}
+    lost = [c for c in (spec.date_column, *spec.columns) if c.required and positions[c.name] is None]
+    if lost:
+        described = ", ".join(f"{c.name} (class {c.cell_class!r} or header {c.header!r})" for c in lost)
+        raise LayoutChanged(f"{where}: columns not found: {described}; the page layout changed")
+
+    dates: list[datetime] = []
+    rows: dict[str, list[float]] = {n: [] for n in names}
+    for number, row in enumerate(table.css(spec.row_selector), start=1):
+        cells = row.css("td")
+        if not cells:
+            continue
+        if len(cells) != len(headers):
+            raise LayoutChanged(f"{where}: row {number} has {len(cells)} cells, the header {len(headers)}")
+        text = _text(cells[positions[spec.date_column.name]])
+        try:
+            dates.append(datetime.strptime(text, spec.date_format))
+        except ValueError:
+            raise LayoutChanged(f"{where}: row {number}: date {text!r} is not in the form {spec.date_format}") from None
+        for column in spec.columns:
+            index = positions[column.name]
+            rows[column.name].append(math.nan if index is None else _number(cells[index], spec, where, number, column))
+    return pd.DataFrame({"date": pd.to_datetime(dates).astype("datetime64[ns]"), **rows}).astype(
+        dict.fromkeys(names, "float64")
+    )
+
+
+def _find_column(headers: list[Node], column: Column) -> int | None:
+    wanted = _squash(column.header)
+    for index, th in enumerate(headers):
+        classes = (th.attributes.get("class") or "").split()
+        if column.cell_class in classes or _squash(_text(th)) == wanted:
+            return index
+    return None
+
+
+def _number(cell: Node, spec: TableSpec, where: str, row: int, column: Column) -> float:
+    text = _text(cell)
+    if text in spec.missing_markers:
+        return math.nan
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        raise LayoutChanged(f"{where}: row {row}, column {column.name}: {text!r} is not a number") from None
+
+
+def _text(node: Node) -> str:
+    return " ".join(node.text(deep=True).split())
+
+
+def _squash(text: str) -> str:
+    return "".join(text.lower().split())

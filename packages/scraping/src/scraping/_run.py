@@ -1,0 +1,207 @@
+"""One scraping run: decide per series what to ask for, fetch it, store what changed, report.
+
+Offline (local profile, no FRED key): store the bundled dataset, touch no network.
+Online: every configured FRED series (or only those given), then the Treasury curve.
+A series that fails keeps its previous good file; the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import httpx
+import numpy as np
+import pandas as pd
+from storage_links import data_dir
+
+from scraping import _bundled, _treasury
+from scraping._config import Config
+from scraping._errors import ConfigError, SourceError
+from scraping._fred import FredSource
+from scraping._http import Fetcher
+from scraping._store import Store, StoredSeries, content_hash, normalise, to_parquet_bytes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """What happened to one series: status is "unchanged", "updated", "failed" or "planned" (dry run)."""
+
+    key: str
+    status: str
+    added_rows: int = 0
+    revised_rows: int = 0
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.status == "updated":
+            revised = f", {self.revised_rows} revised" if self.revised_rows else ""
+            return f"updated ({self.added_rows:+d} rows{revised})"
+        if self.status == "failed":
+            return f"failed: {self.detail}"
+        if self.status == "planned":
+            return f"would {self.detail}"
+        return "unchanged"
+
+
+@dataclass(frozen=True)
+class RunReport:
+    results: list[SeriesResult]
+    requests: int  # HTTP requests made, retries included
+    files_written: int  # Parquet files and the manifest
+    offline: bool
+
+    @property
+    def failed(self) -> list[SeriesResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def summary(self) -> str:
+        counts = {s: sum(r.status == s for r in self.results) for s in ("updated", "unchanged", "failed", "planned")}
+        parts = [f"{n} {s}" for s, n in counts.items() if n]
+        return f"{len(self.results)} series: {', '.join(parts) or 'none'}; {self.requests} requests"
+
+
+def run(
+    config: Config,
+    *,
+    only: tuple[str, ...] | None = None,
+    dry_run: bool = False,
+    transport: httpx.BaseTransport | None = None,
+    on_result: Callable[[SeriesResult], None] = lambda _: None,
+) -> RunReport:
+    """Bring scraped_data/ up to date. `only`: just these FRED ids. `transport`: an httpx transport (tests)."""
+    if only and config.offline:
+        raise ConfigError("--series: FRED needs FRED_API_KEY or FRED_API_KEY_FILE; without one the run is offline")
+    store = Store(data_dir("scraping", "scraped_data"))
+    results: list[SeriesResult] = []
+
+    def record(result: SeriesResult) -> None:
+        results.append(result)
+        on_result(result)
+
+    if config.offline:
+        log.info(
+            "no FRED_API_KEY: local profile runs offline and stores the bundled statsmodels macrodata dataset "
+            "(set FRED_API_KEY to fetch FRED and the Treasury curve)"
+        )
+        for key, (frame, meta) in _bundled.load().items():
+            record(_bundled_series(store, key, frame, meta, dry_run))
+        if not dry_run:
+            store.save_manifest()
+        return RunReport(results, 0, store.files_written, offline=True)
+
+    fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
+    try:
+        fred = FredSource(config.fred, fetcher)
+        lookback = config.fred.revision_lookback_days
+        for series_id in only or config.fred.series:
+            key = f"fred/{series_id}"
+            if dry_run:
+                record(_plan(store, key))
+                continue
+            record(_guard(key, lambda sid=series_id: _fred_series(store, fred, sid, lookback)))
+        if config.treasury.enabled and not only:
+            if dry_run:
+                record(_plan(store, _treasury.KEY))
+            else:
+                record(_guard(_treasury.KEY, lambda: _treasury_curve(store, fetcher, config)))
+    finally:
+        fetcher.close()
+        if not dry_run:
+            store.save_manifest()  # entries change only after their file is in place, so this is always consistent
+    return RunReport(results, fetcher.requests, store.files_written, offline=False)
+
+
+def _guard(key: str, update: Callable[[], SeriesResult]) -> SeriesResult:
+    try:
+        return update()
+    except SourceError as exc:
+        return SeriesResult(key, "failed", detail=str(exc))
+
+
+def _plan(store: Store, key: str) -> SeriesResult:
+    entry = store.entry(key)
+    if entry is None:
+        return SeriesResult(key, "planned", detail="fetch in full")
+    return SeriesResult(key, "planned", detail=f"check for news after {entry['last_observation']}")
+
+
+def _fred_series(store: Store, fred: FredSource, series_id: str, lookback_days: int) -> SeriesResult:
+    key = f"fred/{series_id}"
+    stored = store.read(key)
+    meta = fred.info(series_id)
+    entry = {
+        "source": "fred",
+        "id": meta.id,
+        "title": meta.title,
+        "units": meta.units,
+        "frequency": meta.frequency,
+        "seasonal_adjustment": meta.seasonal_adjustment,
+        "last_updated": meta.last_updated,
+    }
+    if stored is not None and meta.last_updated and stored.entry.get("last_updated") == meta.last_updated:
+        store.update_meta(key, entry)
+        return SeriesResult(key, "unchanged")
+    start = None
+    if stored is not None:
+        # Re-read a window before the last stored observation: FRED revises recent values.
+        start = date.fromisoformat(stored.entry["last_observation"]) - timedelta(days=lookback_days)
+    fresh = fred.observations(series_id, start)
+    if stored is None and fresh.empty:
+        raise SourceError(f"FRED observations {series_id}: the series has no observations")
+    return _merge_and_store(store, key, stored, fresh, entry, ["value"])
+
+
+def _treasury_curve(store: Store, fetcher: Fetcher, config: Config) -> SeriesResult:
+    stored = store.read(_treasury.KEY)
+    last = stored.frame["date"].max().date() if stored is not None else None
+    today = datetime.now(UTC).date()
+    months = _treasury.months_to_fetch(last, today, config.treasury.backfill_months)
+    pages = [_treasury.fetch_month(fetcher, config.treasury.base_url, month) for month in months]
+    fresh = pd.concat(pages, ignore_index=True)
+    if stored is None and fresh.empty:
+        raise SourceError(f"{_treasury.PAR_YIELD_CURVE.title}: no rows in {months[0]:%Y-%m}..{months[-1]:%Y-%m}")
+    return _merge_and_store(store, _treasury.KEY, stored, fresh, dict(_treasury.META), _treasury.COLUMNS)
+
+
+def _merge_and_store(
+    store: Store, key: str, stored: StoredSeries | None, fresh: pd.DataFrame, meta: dict, columns: list[str]
+) -> SeriesResult:
+    """Union of stored and fresh rows, fresh values winning: a short or empty answer never drops stored rows."""
+    fresh = normalise(fresh, columns)
+    if stored is None:
+        merged, old = fresh, None
+    else:
+        old = normalise(stored.frame, columns)
+        merged = normalise(pd.concat([old, fresh], ignore_index=True), columns)
+    if not store.put(key, merged, meta, origin="network"):
+        return SeriesResult(key, "unchanged")
+    added = len(merged) - (len(old) if old is not None else 0)
+    return SeriesResult(key, "updated", added_rows=added, revised_rows=_revised(old, fresh, columns))
+
+
+def _revised(old: pd.DataFrame | None, fresh: pd.DataFrame, columns: list[str]) -> int:
+    """Rows present before whose values the fresh answer changed (NaN equals NaN)."""
+    if old is None:
+        return 0
+    both = old.merge(fresh, on="date", suffixes=("_old", "_new"))
+    before = both[[f"{c}_old" for c in columns]].to_numpy()
+    after = both[[f"{c}_new" for c in columns]].to_numpy()
+    differs = ~((before == after) | (np.isnan(before) & np.isnan(after)))
+    return int(differs.any(axis=1).sum())
+
+
+def _bundled_series(store: Store, key: str, frame: pd.DataFrame, meta: dict, dry_run: bool) -> SeriesResult:
+    frame = normalise(frame, ["value"])
+    entry = store.entry(key)
+    before = entry["rows"] if entry else 0
+    if dry_run:
+        same = entry is not None and entry.get("content_hash") == content_hash(to_parquet_bytes(frame))
+        return SeriesResult(key, "planned", detail="leave it unchanged" if same else "store the bundled data")
+    if not store.put(key, frame, meta, origin="bundled"):
+        return SeriesResult(key, "unchanged")
+    return SeriesResult(key, "updated", added_rows=len(frame) - before)

@@ -1,0 +1,150 @@
+"""scraped_data/: one Parquet file per series and the manifest that describes them.
+
+Parquet bytes are a pure function of the data (same frame -> same bytes), so "unchanged"
+is a byte comparison and the manifest's content hash is stable across runs. A file is only
+written when its bytes differ, always atomically, and the manifest is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from storage_links import atomic_write
+
+from scraping._errors import StoreError
+
+log = logging.getLogger(__name__)
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class StoredSeries:
+    frame: pd.DataFrame
+    entry: dict
+
+
+def normalise(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
+    """The file contract: `date` datetime64[ns], sorted and unique (the later row wins), float64 values."""
+    dtypes = {"date": "datetime64[ns]", **dict.fromkeys(value_columns, "float64")}
+    frame = frame[["date", *value_columns]].astype(dtypes)
+    frame = frame.dropna(subset=["date"]).drop_duplicates("date", keep="last").sort_values("date")
+    return frame.reset_index(drop=True)
+
+
+def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def content_hash(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Store:
+    """The stage's view of scraped_data/: read what is there, write only what changed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files_written = 0
+        self._path = root / MANIFEST
+        self._series = self._load()
+        self._original = json.dumps(self._series, sort_keys=True)
+
+    def _load(self) -> dict[str, dict]:
+        try:
+            text = self._path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise StoreError(f"{self._path}: cannot read: {exc.strerror}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise StoreError(f"{self._path}: not valid JSON ({exc}); move it aside to rebuild it") from None
+        series = data.get("series") if isinstance(data, dict) else None
+        if data.get("format") != MANIFEST_FORMAT or not isinstance(series, dict):
+            raise StoreError(f"{self._path}: not a format {MANIFEST_FORMAT} manifest; move it aside to rebuild it")
+        return series
+
+    def entry(self, key: str) -> dict | None:
+        return self._series.get(key)
+
+    def read(self, key: str) -> StoredSeries | None:
+        """The stored frame if its file is there and matches the manifest's hash; else None (refetch all)."""
+        entry = self._series.get(key)
+        if entry is None:
+            return None
+        path = self.root / entry["file"]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            log.warning("%s: %s is missing; fetching it in full", key, path.name)
+            return None
+        if content_hash(data) != entry.get("content_hash"):
+            log.warning("%s: %s does not match the manifest's hash; fetching it in full", key, path.name)
+            return None
+        return StoredSeries(pd.read_parquet(io.BytesIO(data)), entry)
+
+    def put(self, key: str, frame: pd.DataFrame, meta: dict, *, origin: str) -> bool:
+        """Store `frame` (already normalised) under `key`; True when the file's bytes changed."""
+        data = to_parquet_bytes(frame)
+        digest = content_hash(data)
+        rel = f"{key}.parquet"
+        path = self.root / rel
+        previous = self._series.get(key)
+        unchanged = previous is not None and previous.get("content_hash") == digest and _same_bytes(path, data)
+        if not unchanged:
+            try:
+                atomic_write(path, data)
+            except OSError as exc:
+                raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
+            self.files_written += 1
+        columns = [c for c in frame.columns if c != "date"]
+        self._series[key] = {
+            **meta,
+            "file": rel,
+            "columns": columns,
+            "first_observation": frame["date"].iloc[0].strftime("%Y-%m-%d"),
+            "last_observation": frame["date"].iloc[-1].strftime("%Y-%m-%d"),
+            "rows": len(frame),
+            "content_hash": digest,
+            "fetched_at": previous["fetched_at"] if unchanged else datetime.now(UTC).isoformat(timespec="seconds"),
+            "origin": origin,
+        }
+        return not unchanged
+
+    def update_meta(self, key: str, meta: dict) -> None:
+        """Refresh an entry's metadata (title, last_updated...) when the data itself did not change."""
+        self._series[key] = {**self._series[key], **meta}
+
+    def save_manifest(self) -> bool:
+        """Write manifest.json if any entry changed (after the Parquet files it describes)."""
+        if json.dumps(self._series, sort_keys=True) == self._original:
+            return False
+        text = json.dumps({"format": MANIFEST_FORMAT, "series": self._series}, indent=2, sort_keys=True) + "\n"
+        try:
+            atomic_write(self._path, text)
+        except OSError as exc:
+            raise StoreError(f"{self._path}: cannot write: {exc.strerror}") from None
+        self.files_written += 1
+        self._original = json.dumps(self._series, sort_keys=True)
+        return True
+
+
+def _same_bytes(path: Path, data: bytes) -> bool:
+    try:
+        return path.read_bytes() == data
+    except FileNotFoundError:
+        return False
