@@ -1,0 +1,170 @@
+"""The careful file operations everything else is built from.
+
+Verified copies (staging name, fsync, size + sha256 read back, rename into place),
+renames retried while SMB reports a busy file, directory fsyncs that a network
+file system may refuse, and the atomic swap of a directory for a symlink.
+Only the migration paths import this module: it pulls in hashlib.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections.abc import Callable
+
+from storage_links._errors import StorageLinksError
+
+PARTIAL_SUFFIX = ".storage-links-partial"  # reserved: a copy that is not verified yet
+_CHUNK = 1 << 20
+_BUSY_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # seconds; SMB raises PermissionError on a busy file
+_UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF, errno.EACCES, errno.EPERM}
+
+
+class CopyError(StorageLinksError):
+    """A copy did not read back as written; the source is untouched."""
+
+
+def retry_busy(func: Callable, *args: object) -> object:
+    """Call func(*args), retrying briefly while it raises PermissionError (a busy file on SMB)."""
+    for delay in _BUSY_RETRIES:
+        try:
+            return func(*args)
+        except PermissionError:
+            time.sleep(delay)
+    return func(*args)
+
+
+def fsync_dir(path: str) -> None:
+    # Makes renames durable on a local disk; SMB through FUSE may refuse, which is harmless there.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def partial_name(final: str) -> str:
+    """The staging name beside `final` (one per name, so a retried copy reuses and overwrites it)."""
+    head, tail = os.path.split(final)
+    return os.path.join(head, f".{tail}{PARTIAL_SUFFIX}")
+
+
+def sha256_of(path: str, tick: Callable[[], None] | None = None) -> tuple[int, str]:
+    """(size, sha256 hex) of the regular file at `path`, never following a symlink."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while n := os.readv(fd, [buf]):
+            digest.update(view[:n])
+            size += n
+            if tick:
+                tick()
+    finally:
+        os.close(fd)
+    return size, digest.hexdigest()
+
+
+def same_content(a: str, b: str, tick: Callable[[], None] | None = None) -> bool:
+    if os.lstat(a).st_size != os.lstat(b).st_size:
+        return False
+    return sha256_of(a, tick) == sha256_of(b, tick)
+
+
+def copy_verified(src: str, final: str, staging: str, tick: Callable[[], None] | None = None) -> int:
+    """Copy the regular file `src` to `final` via `staging`; return the bytes copied.
+
+    The staging file is written, fsynced, read back and compared (size and sha256)
+    with what was read from `src`, and only then renamed to `final`, which must not
+    exist. `src` is left alone; removing it is the caller's next step. A source that
+    changes while it is copied is copied again.
+    """
+    for _ in range(3):
+        before = os.lstat(src)
+        size, digest = _copy_bytes(src, staging, tick)
+        after = os.lstat(src)
+        if before.st_size == after.st_size == size and before.st_mtime_ns == after.st_mtime_ns:
+            break
+    else:
+        raise CopyError(f"{src}: kept changing while it was copied; nothing moved, re-run when it is quiet")
+    if sha256_of(staging, tick) != (size, digest):
+        retry_busy(os.unlink, staging)
+        raise CopyError(f"{staging}: read back differs from {src}; the source is untouched")
+    _copy_metadata(after, staging)
+    if os.path.lexists(final):
+        raise CopyError(f"{final}: appeared while {src} was being copied; nothing overwritten, re-run")
+    retry_busy(os.rename, staging, final)
+    fsync_dir(os.path.dirname(final))
+    return size
+
+
+def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fout = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            buf = bytearray(_CHUNK)
+            view = memoryview(buf)
+            while n := os.readv(fin, [buf]):
+                chunk = view[:n]
+                digest.update(chunk)
+                written = 0
+                while written < n:
+                    written += os.write(fout, chunk[written:])
+                size += n
+                if tick:
+                    tick()
+            _fsync_file(fout)
+        finally:
+            os.close(fout)
+    finally:
+        os.close(fin)
+    return size, digest.hexdigest()
+
+
+def _fsync_file(fd: int) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some FUSE file systems do not implement fsync; the read-back check still guards the content.
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise
+
+
+def _copy_metadata(st: os.stat_result, path: str) -> None:
+    # Like cp -a for what a share can hold: permission bits and times (SMB may refuse either).
+    with contextlib.suppress(OSError):
+        os.chmod(path, stat.S_IMODE(st.st_mode))
+    with contextlib.suppress(OSError):
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def exchange(a: str, b: str) -> bool:
+    """Atomically swap the names `a` and `b` (renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        import ctypes  # only here: the swap is the one call the os module lacks
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError, ImportError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in _UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), a, None, b)

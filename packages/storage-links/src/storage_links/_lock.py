@@ -1,0 +1,174 @@
+"""The share's migration lock: one file created with O_CREAT|O_EXCL.
+
+Byte-range locks are unreliable on SMB, so the lock is the existence of
+`<share>/.storage-links.lock`, holding its owner (host, pid, the pid's start time,
+when). The holder touches it at least every HEARTBEAT seconds while it works.
+
+A lock is stale, and is broken automatically with a warning naming its owner and
+age, when its owner ran on this host and that process is gone, when it has not
+been touched for STALE_AFTER seconds, or when it records no owner and is older
+than WRITE_GRACE (its writer died between creating and filling it). Any other
+lock makes init fail with LockHeldError naming owner and age; `--break-lock`
+breaks it anyway, for a human who knows its owner is dead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+
+from storage_links._errors import LockHeldError, ShareError
+
+LOCK_NAME = ".storage-links.lock"
+HEARTBEAT = 30.0
+STALE_AFTER = 600.0
+WRITE_GRACE = 2.0
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of `pid` (tells a reused pid from the original), None if gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "unknown"
+    fields = data[data.rfind(b")") + 2 :].split()
+    return fields[19].decode() if len(fields) > 19 else "unknown"
+
+
+def _pid_alive(pid: int, start: str) -> bool:
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    now = _process_start(pid)
+    return now is not None and (start in ("", "unknown") or now in ("unknown", start))
+
+
+def format_age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class ShareLock:
+    """Held between acquire() and release(); `warnings` says which stale locks were broken."""
+
+    def __init__(self, share: str, command: str, *, break_lock: bool = False) -> None:
+        self.path = os.path.join(share, LOCK_NAME)
+        self.command = command
+        self.break_lock = break_lock
+        self.warnings: list[str] = []
+        self._content = b""
+        self._touched = 0.0
+
+    def acquire(self) -> None:
+        host, pid = os.uname().nodename, os.getpid()
+        self._content = (
+            f"host={host}\npid={pid}\nstart={_process_start(pid) or 'unknown'}\n"
+            f"since={time.time():.3f}\ncommand={self.command}\n"
+        ).encode()
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                self._judge_existing()
+                continue
+            except OSError as exc:
+                share = os.path.dirname(self.path)
+                raise ShareError(f"share {share}: cannot create {LOCK_NAME}: {exc.strerror}") from None
+            try:
+                os.write(fd, self._content)
+                os.fsync(fd)
+            except OSError:
+                pass  # an owner-less lock is judged by its age; the content is a courtesy to humans
+            finally:
+                os.close(fd)
+            self._touched = time.monotonic()
+            return
+        raise LockHeldError(f"{self.path}: could not take the lock after breaking stale ones; another init is racing")
+
+    def heartbeat(self) -> None:
+        """Touch the lock if HEARTBEAT seconds passed, so that others see its holder is alive."""
+        now = time.monotonic()
+        if now - self._touched >= HEARTBEAT:
+            self._touched = now
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                ours = fh.read() == self._content
+        except OSError:
+            return
+        if ours:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        else:
+            self.warnings.append(f"{self.path}: the lock was taken over by another process while this one worked")
+
+    def _judge_existing(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                content = fh.read()
+            age = time.time() - os.stat(self.path).st_mtime
+        except FileNotFoundError:
+            return  # released meanwhile: try again
+        owner = dict(line.split("=", 1) for line in content.decode(errors="replace").splitlines() if "=" in line)
+        who = (
+            f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} ({owner.get('command', '?')})"
+            if owner
+            else "an unknown owner (empty lock file)"
+        )
+        stale = self._stale_reason(owner, age)
+        if stale is None and not self.break_lock:
+            raise LockHeldError(
+                f"{self.path}: held by {who}, last touched {format_age(age)} ago; wait for it to finish, "
+                f"or if that process is gone re-run with --break-lock"
+            )
+        reason = stale or "--break-lock was given"
+        self._break(content)
+        self.warnings.append(
+            f"broke stale lock {self.path} held by {who}, last touched {format_age(age)} ago: {reason}"
+        )
+
+    def _stale_reason(self, owner: dict[str, str], age: float) -> str | None:
+        if not owner.get("pid"):
+            return "it records no owner" if age >= WRITE_GRACE else None
+        if age >= STALE_AFTER:
+            return f"not touched for {format_age(age)} (holders touch it every {int(HEARTBEAT)}s)"
+        if owner.get("host") == os.uname().nodename:
+            try:
+                pid = int(owner["pid"])
+            except ValueError:
+                return "its pid is not a number"
+            if pid == os.getpid() or not _pid_alive(pid, owner.get("start", "")):
+                return "its process is gone"
+        return None
+
+    def _break(self, seen: bytes) -> None:
+        # Rename first, so that two processes breaking the same stale lock cannot both delete a fresh one.
+        aside = f"{self.path}.broken-{os.getpid()}"
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return
+        with open(aside, "rb") as fh:
+            taken = fh.read()
+        if taken != seen:
+            # We moved a lock someone took a moment ago: give it back.
+            if not os.path.lexists(self.path):
+                os.rename(aside, self.path)
+            raise LockHeldError(f"{self.path}: another process took the lock while a stale one was being broken")
+        os.unlink(aside)

@@ -1,0 +1,154 @@
+"""Act on an init plan: move local data onto the share without ever losing a byte, then link.
+
+Order of every step, so that a process killed between any two of them leaves a
+state the next `init` completes (its plan treats leftovers as more work):
+
+1. create the share directories;
+2. per file: verified copy to a staging name on the share, rename into place,
+   only then remove the local file (a name already on the share: identical
+   content drops the local copy, different content keeps the share's and saves
+   the local one beside it as `<name>.local-conflict-<UTC time>`);
+3. remove each emptied local directory (rmdir: fails rather than deletes data);
+4. put a symlink to the share directory in place of the emptied local
+   directory, swapping the two names atomically where the kernel can.
+
+It never deletes through a symlink (it removes symlinks themselves, never what
+they point to), never follows one, and never creates one on the share.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+
+from storage_links._errors import StorageLinksError
+from storage_links._fileops import copy_verified, exchange, fsync_dir, partial_name, retry_busy, same_content
+from storage_links._lock import ShareLock
+from storage_links._plan import NEW_LINK, PARTIAL_SUFFIX, LinkPlan, reserved
+
+ASIDE_MARK = ".local-conflict-"
+
+
+class Changed(StorageLinksError):
+    """The tree changed between plan and act; what was done so far is safe, re-run init."""
+
+
+class MigrationReport:
+    def __init__(self) -> None:
+        self.moved = 0
+        self.moved_bytes = 0
+        self.identical = 0
+        self.kept_aside: list[tuple[str, str]] = []  # (share path kept, local version saved as)
+
+    def as_dict(self) -> dict:
+        return {
+            "moved_files": self.moved,
+            "moved_bytes": self.moved_bytes,
+            "identical_dropped": self.identical,
+            "kept_aside": [{"share": kept, "local_saved_as": aside} for kept, aside in self.kept_aside],
+        }
+
+
+def migrate_link(lp: LinkPlan, lock: ShareLock) -> MigrationReport:
+    report = MigrationReport()
+    for path in lp.make_dirs:
+        os.makedirs(path, exist_ok=True)
+    for path in lp.leftovers:
+        if os.path.islink(path):  # only the symlink itself goes; never what it points to
+            retry_busy(os.unlink, path)
+    for source in lp.sources:
+        _move_tree(source, lp.target, report, lock, ours=source != lp.local)
+    _put_link(lp.local, lp.target)
+    for source in lp.sources:
+        if source != lp.local and os.path.isdir(source) and not os.path.islink(source):
+            retry_busy(os.rmdir, source)
+    return report
+
+
+def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareLock, *, ours: bool) -> None:
+    for entry in sorted(os.scandir(src_dir), key=lambda e: e.name):
+        dst = os.path.join(dst_dir, entry.name)
+        lock.heartbeat()
+        if entry.is_symlink():
+            raise Changed(f"{entry.path}: a symlink appeared after planning; re-run init")
+        if entry.is_dir(follow_symlinks=False):
+            if not os.path.lexists(dst):
+                os.mkdir(dst)
+            elif os.path.islink(dst) or not os.path.isdir(dst):
+                raise Changed(f"{dst}: a file appeared on the share where a directory goes; re-run init")
+            _move_tree(entry.path, dst, report, lock, ours=ours)
+            retry_busy(os.rmdir, entry.path)
+        elif entry.is_file(follow_symlinks=False):
+            if ours and entry.name.endswith(PARTIAL_SUFFIX):
+                retry_busy(os.unlink, entry.path)  # an interrupted copy of ours; the original is on the share
+            else:
+                _move_file(entry.path, dst, report, lock)
+        else:
+            raise Changed(f"{entry.path}: a special file appeared after planning; re-run init")
+
+
+def _move_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) -> None:
+    try:
+        dst_st = os.lstat(dst)
+    except FileNotFoundError:
+        report.moved_bytes += copy_verified(src, dst, partial_name(dst), lock.heartbeat)
+        report.moved += 1
+        retry_busy(os.unlink, src)
+        return
+    if not stat.S_ISREG(dst_st.st_mode):
+        raise Changed(f"{dst}: not a regular file on the share, where {src} goes; re-run init")
+    src_st = os.lstat(src)
+    if (src_st.st_dev, src_st.st_ino) == (dst_st.st_dev, dst_st.st_ino):
+        raise Changed(f"{src} and {dst} are the same file; refusing to remove it")
+    if same_content(src, dst, lock.heartbeat):
+        report.identical += 1
+    else:
+        aside = _saved_aside(src, dst, lock)
+        if aside is None:
+            aside = _free_aside_name(dst)
+            copy_verified(src, aside, partial_name(dst), lock.heartbeat)
+        report.kept_aside.append((dst, aside))
+    retry_busy(os.unlink, src)
+
+
+def _saved_aside(src: str, dst: str, lock: ShareLock) -> str | None:
+    """A conflict copy of `src` that an interrupted run already saved, so a re-run makes no second one."""
+    head, name = os.path.split(dst)
+    prefix = name + ASIDE_MARK
+    for entry in os.scandir(head):
+        is_copy = entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False)
+        if is_copy and same_content(src, entry.path, lock.heartbeat):
+            return entry.path
+    return None
+
+
+def _free_aside_name(dst: str) -> str:
+    base = f"{dst}{ASIDE_MARK}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    candidate, n = base, 1
+    while os.path.lexists(candidate):
+        candidate, n = f"{base}-{n}", n + 1
+    return candidate
+
+
+def _put_link(local: str, target: str) -> None:
+    """Make `local` a symlink to `target`; an (emptied) directory there is swapped out atomically."""
+    try:
+        mode = os.lstat(local).st_mode
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        os.symlink(target, local)
+        fsync_dir(os.path.dirname(local))
+        return
+    if stat.S_ISLNK(mode):
+        return  # the plan checked it points to the target
+    new = reserved(local, NEW_LINK)
+    if os.path.islink(new):
+        retry_busy(os.unlink, new)
+    os.symlink(target, new)
+    if exchange(new, local):
+        retry_busy(os.rmdir, new)  # now the emptied directory; rmdir refuses if anything arrived meanwhile
+    else:
+        retry_busy(os.rmdir, local)
+        retry_busy(os.rename, new, local)
+    fsync_dir(os.path.dirname(local))

@@ -1,0 +1,239 @@
+"""Plan and check, before anything is touched (GNU Stow style).
+
+`plan_init` and `plan_unlink` look at both sides of every link and return a Plan:
+what each link needs, and every conflict and share problem found. The callers
+refuse the whole run on any of them, listing them all, so a run either has a
+clear road or changes nothing. Only `os` and `stat` are used: a warm `init`
+is just this plan finding nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from storage_links._check import points_to
+from storage_links._declared import Declared
+
+PARTIAL_SUFFIX = ".storage-links-partial"  # kept equal to _fileops.PARTIAL_SUFFIX (which imports hashlib)
+# Reserved names beside a link (".<name>.storage-links-link"): the new symlink before it is swapped in
+# (afterwards: the emptied directory), and unlink's copy before it is swapped in (afterwards: the old symlink).
+NEW_LINK = "link"
+UNLINK_COPY = "unlink"
+
+
+def reserved(local: str, kind: str) -> str:
+    head, name = os.path.split(local)
+    return os.path.join(head, f".{name}.storage-links-{kind}")
+
+
+class LinkPlan:
+    """What one link needs. `sources`: local directories whose content moves to `target`."""
+
+    __slots__ = ("bytes", "files", "label", "leftovers", "link", "local", "make_dirs", "sources", "state", "target")
+
+    def __init__(self, link: Declared, share: str) -> None:
+        self.link = link
+        self.label = link[3]
+        self.local = link[2]
+        self.target = os.path.join(share, link[3])
+        self.state = ""
+        self.sources: list[str] = []
+        self.leftovers: list[str] = []  # reserved names that hold a symlink or a copy of ours, to remove
+        self.make_dirs: list[str] = []
+        self.files = 0
+        self.bytes = 0
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.sources or self.leftovers or self.make_dirs or self.state != "linked")
+
+
+class Plan:
+    __slots__ = ("conflicts", "links", "share", "share_problems")
+
+    def __init__(self, share: str) -> None:
+        self.share = share
+        self.links: list[LinkPlan] = []
+        self.conflicts: list[str] = []
+        self.share_problems: list[str] = []
+
+    @property
+    def changes(self) -> bool:
+        return any(lp.changes for lp in self.links)
+
+
+def check_share(share: str, *, require_mount: bool) -> list[str]:
+    if not os.path.lexists(share):
+        return [f"share {share} does not exist (mount it, or set FILESHARE_ROOT)"]
+    if not os.path.isdir(share):
+        return [f"share {share} is not a directory"]
+    problems = []
+    if require_mount and not os.path.ismount(share):
+        problems.append(f"share {share} is not a mount point (--require-mount)")
+    if not os.access(share, os.W_OK | os.X_OK):
+        problems.append(f"share {share} is read-only")
+    return problems
+
+
+def plan_init(declared: list[Declared], share: str, *, require_mount: bool = False) -> Plan:
+    plan = Plan(share)
+    plan.share_problems = check_share(share, require_mount=require_mount)
+    for link in declared:
+        lp = LinkPlan(link, share)
+        plan.links.append(lp)
+        _plan_local_side(lp, plan.conflicts)
+        _plan_share_dirs(lp, share, plan.conflicts)
+        for source in lp.sources:
+            _walk_source(lp, source, lp.target, plan.conflicts, ours=source != lp.local)
+    return plan
+
+
+def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
+    try:
+        st = os.lstat(lp.local)
+    except FileNotFoundError:
+        lp.state = "missing"
+    else:
+        if stat.S_ISLNK(st.st_mode):
+            if points_to(lp.local, lp.target):
+                lp.state = "linked"
+            else:
+                lp.state = "wrong-target"
+                conflicts.append(
+                    f"{lp.label}: {lp.local} is a symlink to {os.readlink(lp.local)}, the contract says "
+                    f"{lp.target}; remove that symlink and re-run"
+                )
+        elif stat.S_ISDIR(st.st_mode):
+            lp.state = "directory"
+            lp.sources.append(lp.local)
+            if _same_or_nested(lp.local, lp.target):
+                conflicts.append(f"{lp.label}: {lp.local} and the share directory {lp.target} are the same place")
+        else:
+            lp.state = "not-a-directory"
+            conflicts.append(
+                f"{lp.label}: {lp.local} is a regular file where the data directory belongs; move it away and re-run"
+            )
+    for kind in (NEW_LINK, UNLINK_COPY):
+        path = reserved(lp.local, kind)
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(mode):
+            lp.leftovers.append(path)
+        elif stat.S_ISDIR(mode):
+            lp.sources.append(path)  # an interrupted run's directory: its content is migrated like the rest
+        else:
+            conflicts.append(f"{lp.label}: {path} is a file at a name storage-links reserves; move it away")
+
+
+def _same_or_nested(a: str, b: str) -> bool:
+    ra, rb = os.path.realpath(a), os.path.realpath(b)
+    return ra == rb or rb.startswith(ra + os.sep) or ra.startswith(rb + os.sep)
+
+
+def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str]) -> None:
+    """Every directory the share must hold for this link: the target's chain and the declared subdirs."""
+    wanted = []
+    path = share
+    for part in lp.label.split("/"):
+        path = os.path.join(path, part)
+        wanted.append(path)
+    wanted.extend(os.path.join(lp.target, sub) for sub in lp.link[4])
+    for path in wanted:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            lp.make_dirs.append(path)
+            continue
+        except NotADirectoryError:
+            continue  # a parent is a file: reported for that parent
+        if stat.S_ISLNK(mode):
+            conflicts.append(f"{lp.label}: {path} on the share is a symlink; the share must hold plain directories")
+        elif not stat.S_ISDIR(mode):
+            conflicts.append(f"{lp.label}: {path} on the share is a file where a directory belongs")
+    for sub in lp.link[4]:
+        for source in lp.sources:
+            local_sub = os.path.join(source, sub)
+            if os.path.lexists(local_sub) and not os.path.islink(local_sub) and not os.path.isdir(local_sub):
+                conflicts.append(f"{lp.label}: {local_sub} is not a directory, but the contract declares {sub}/")
+
+
+def _walk_source(lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str], *, ours: bool) -> None:
+    """Check every entry of a local tree against the share; count what moves."""
+    try:
+        entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+    except OSError as exc:
+        conflicts.append(f"{lp.label}: cannot read {src_dir}: {exc.strerror}")
+        return
+    for entry in entries:
+        dst = os.path.join(dst_dir, entry.name)
+        if entry.is_symlink():
+            conflicts.append(
+                f"{lp.label}: {entry.path} is a symlink; the share cannot hold symlinks and storage-links never "
+                f"follows one out of the tree: replace it by what it points to, or remove it"
+            )
+        elif entry.is_dir(follow_symlinks=False):
+            if os.path.lexists(dst) and (os.path.islink(dst) or not os.path.isdir(dst)):
+                conflicts.append(f"{lp.label}: {dst} on the share is a file where the directory {entry.path} goes")
+            else:
+                _walk_source(lp, entry.path, dst, conflicts, ours=ours)
+        elif entry.is_file(follow_symlinks=False):
+            if ours and entry.name.endswith(PARTIAL_SUFFIX):
+                continue  # an interrupted copy of ours: removed, not migrated
+            if os.path.isdir(dst) or os.path.islink(dst):
+                conflicts.append(f"{lp.label}: {entry.path} is a file where the share has a directory ({dst})")
+            else:
+                lp.files += 1
+                lp.bytes += entry.stat(follow_symlinks=False).st_size
+        else:
+            conflicts.append(f"{lp.label}: {entry.path} is a special file (fifo, socket or device); cannot migrate it")
+
+
+def plan_unlink(declared: list[Declared], share: str) -> Plan:
+    plan = Plan(share)
+    for link in declared:
+        lp = LinkPlan(link, share)
+        plan.links.append(lp)
+        if os.path.lexists(reserved(lp.local, NEW_LINK)):
+            plan.conflicts.append(f"{lp.label}: an init was interrupted here; run storage-links init first")
+        leftover = reserved(lp.local, UNLINK_COPY)
+        if os.path.lexists(leftover):
+            lp.leftovers.append(leftover)
+        try:
+            mode = os.lstat(lp.local).st_mode
+        except FileNotFoundError:
+            lp.state = "missing"
+        else:
+            if stat.S_ISLNK(mode):
+                lp.state = "linked" if points_to(lp.local, lp.target) else "wrong-target"
+                if lp.state == "wrong-target":
+                    plan.conflicts.append(
+                        f"{lp.label}: {lp.local} is a symlink to {os.readlink(lp.local)}, not to {lp.target}; "
+                        f"storage-links leaves it alone"
+                    )
+            elif stat.S_ISDIR(mode):
+                lp.state = "directory"  # already a plain directory: nothing to do
+                continue
+            else:
+                lp.state = "not-a-directory"
+                plan.conflicts.append(f"{lp.label}: {lp.local} is a regular file where the data directory belongs")
+                continue
+        if os.path.isdir(lp.target) and not os.path.islink(lp.target):
+            lp.sources.append(lp.target)
+            _walk_share(lp, lp.target, plan.conflicts)
+    return plan
+
+
+def _walk_share(lp: LinkPlan, directory: str, conflicts: list[str]) -> None:
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+        if entry.is_symlink():
+            conflicts.append(f"{lp.label}: {entry.path} on the share is a symlink; storage-links never follows one")
+        elif entry.is_dir(follow_symlinks=False):
+            _walk_share(lp, entry.path, conflicts)
+        elif entry.is_file(follow_symlinks=False):
+            lp.files += 1
+            lp.bytes += entry.stat(follow_symlinks=False).st_size
+        else:
+            conflicts.append(f"{lp.label}: {entry.path} on the share is a special file; cannot copy it")
