@@ -1,0 +1,5 @@
+import sys
+
+from forecasting._cli import main
+
+sys.exit(main())

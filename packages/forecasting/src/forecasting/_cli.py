@@ -1,0 +1,87 @@
+"""Command line: `python -m forecasting run|upload`. Errors become one line and a distinct exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from storage_links import LOG_LEVELS, StorageLinksError, configure_logging, run_id
+
+from forecasting._config import load_settings
+from forecasting._errors import ConfigError, ForecastingError
+from forecasting._publish import run
+from forecasting._upload import upload
+
+log = logging.getLogger("forecasting")
+
+EXIT_CODES = """exit codes: 0 done (or nothing new, or upload skipped locally without credentials),
+  1 other error, 2 usage, 3 config, 4 bad predictions input, 5 upload failed, 6 credentials"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="default: INFO")
+    common.add_argument("--dry-run", action="store_true", help="say what would be done, change nothing")
+    parser = argparse.ArgumentParser(
+        prog="forecasting",
+        description="Stage 3: choose or combine models by backtest, publish tables and an HTML report, upload.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd = commands.add_parser(
+        "run",
+        parents=[common],
+        help="publish the newest predictions as data/output/<run_id>/",
+        description="Publish the predictions run that predictions/LATEST names, unless it is already published.",
+    )
+    run_cmd.add_argument("--keep", type=_positive, metavar="N", help="then prune local output runs beyond the newest N")
+    up_cmd = commands.add_parser(
+        "upload",
+        parents=[common],
+        help="copy an output run to Azure Blob Storage",
+        description="Upload data/output/<run_id>/ as blobs <run_id>/<file>, then <run_id>/_SUCCESS. "
+        "Credentials: AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY "
+        "(+ AZURE_STORAGE_BLOB_ENDPOINT); container: AZURE_STORAGE_CONTAINER (default from the config).",
+    )
+    up_cmd.add_argument("--run", metavar="RUN_ID", help="default: the run data/output/LATEST names")
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        this_run = run_id()
+    except ValueError as exc:
+        print(f"forecasting: error: {exc}", file=sys.stderr)
+        return ConfigError.exit_code
+    try:
+        configure_logging("forecasting", args.log_level, this_run)
+        settings = load_settings()
+        if args.command == "run":
+            result = run(this_run, settings, keep=args.keep, dry_run=args.dry_run)
+            if result.run_id is None and not args.dry_run:
+                print(f"nothing new: predictions run {result.predictions_run} is already published")
+        else:
+            upload(settings, args.run, dry_run=args.dry_run)
+    except ForecastingError as exc:
+        log.error("error: %s", exc)
+        return exc.exit_code
+    except StorageLinksError as exc:
+        log.error("error: %s", exc)
+        return ConfigError.exit_code
+    except KeyboardInterrupt:
+        log.error("interrupted; LATEST still names the last complete run")
+        return 130
+    return 0

@@ -1,0 +1,171 @@
+"""Reading what modelling published: predictions/LATEST and the complete run it names.
+
+A run directory without run.json is unfinished and never read. Every frame is checked against
+the documented columns here, so the rest of the stage can trust them; errors name the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from storage_links import data_dir
+
+from forecasting._errors import InputError
+
+log = logging.getLogger(__name__)
+
+RUN_FILE = "run.json"
+LATEST = "LATEST"
+BOUND_COLUMNS = ["mean", "lo80", "hi80", "lo95", "hi95"]
+COLUMNS = {
+    "forecasts.parquet": ["series", "model", "step", "date", *BOUND_COLUMNS],
+    "backtests.parquet": ["series", "model", "fold", "step", "date", "actual", *BOUND_COLUMNS],
+    "scores.parquet": ["series", "model", "mase", "smape", "coverage80", "coverage95", "folds"],
+    "history.parquet": ["series", "date", "value"],
+}
+RUN_KEYS = ("run_id", "created_at", "frequency", "season_length", "horizon", "inputs", "failed")
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One complete predictions run, checked."""
+
+    run_id: str
+    directory: Path
+    meta: dict
+    forecasts: pd.DataFrame
+    backtests: pd.DataFrame
+    scores: pd.DataFrame
+    history: pd.DataFrame
+    hashes: dict[str, str]  # file name -> sha256 of its bytes
+
+    def season_length(self, series: str) -> int:
+        return int(self.meta["season_length"].get(series, 1))
+
+
+def predictions_dir() -> Path:
+    return data_dir("modelling", "predictions")
+
+
+def latest_run_id() -> str:
+    """The run named by predictions/LATEST, which must be complete (hold run.json)."""
+    root = predictions_dir()
+    latest = root / LATEST
+    if not latest.is_file():
+        unfinished = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        hint = f" ({len(unfinished)} run dir(s) without LATEST: {', '.join(unfinished[-3:])})" if unfinished else ""
+        raise InputError(f"no predictions yet: {latest} not found{hint}; run modelling first")
+    run = latest.read_text(encoding="utf-8").strip()
+    if not run or "/" in run or run.startswith("."):
+        raise InputError(f"{latest}: does not name a run (content {run[:40]!r})")
+    if not (root / run / RUN_FILE).is_file():
+        raise InputError(f"{latest} names {run}, but {root / run / RUN_FILE} is missing: that run did not finish")
+    return run
+
+
+def load_predictions(run: str | None = None) -> Predictions:
+    """Read and check a complete predictions run (default: the one LATEST names)."""
+    run = run or latest_run_id()
+    directory = predictions_dir() / run
+    run_file = directory / RUN_FILE
+    if not run_file.is_file():
+        raise InputError(f"{run_file} is missing: predictions run {run} did not finish")
+    meta = _read_meta(run_file)
+    hashes = {RUN_FILE: _sha256(run_file)}
+    frames = {}
+    for name, columns in COLUMNS.items():
+        path = directory / name
+        frames[name] = _read_frame(path, columns)
+        hashes[name] = _sha256(path)
+    predictions = Predictions(
+        run_id=run,
+        directory=directory,
+        meta=meta,
+        forecasts=frames["forecasts.parquet"],
+        backtests=frames["backtests.parquet"],
+        scores=frames["scores.parquet"],
+        history=frames["history.parquet"],
+        hashes=hashes,
+    )
+    _check_consistent(predictions)
+    return predictions
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(f"{path}: must hold a JSON object")
+    missing = [k for k in RUN_KEYS if k not in meta]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    for key in ("frequency", "season_length", "horizon", "inputs", "failed"):
+        if not isinstance(meta[key], dict):
+            raise InputError(f"{path}: {key} must be an object keyed by series")
+    return meta
+
+
+def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise InputError(f"{path}: missing from a run that has run.json")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise InputError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = frame.loc[:, columns].copy()
+    try:
+        for col in columns:
+            if col in ("series", "model"):
+                frame[col] = frame[col].astype(str)
+            elif col == "date":
+                frame[col] = pd.to_datetime(frame[col])
+            elif col in ("step", "fold", "folds"):
+                frame[col] = frame[col].astype("int64")
+            else:
+                frame[col] = frame[col].astype("float64")
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: column {col!r} has values of the wrong type ({exc})") from None
+    return frame
+
+
+def _check_consistent(p: Predictions) -> None:
+    where = p.directory
+    forecast_series = set(p.forecasts["series"])
+    failed = set(p.meta["failed"])
+    orphans = sorted(set(p.scores["series"]) - forecast_series - failed)
+    if orphans:
+        raise InputError(
+            f"{where}: series {', '.join(orphans)} have scores but no forecasts "
+            "(and are not listed as failed in run.json)"
+        )
+    no_history = sorted(forecast_series - set(p.history["series"]))
+    if no_history:
+        raise InputError(f"{where / 'history.parquet'}: no history for series {', '.join(no_history)}")
+    bad = p.forecasts[
+        ~((p.forecasts.lo95 <= p.forecasts.lo80) & (p.forecasts.lo80 <= p.forecasts["mean"]))
+        | ~((p.forecasts["mean"] <= p.forecasts.hi80) & (p.forecasts.hi80 <= p.forecasts.hi95))
+    ]
+    if not bad.empty:
+        row = bad.iloc[0]
+        raise InputError(
+            f"{where / 'forecasts.parquet'}: {len(bad)} row(s) with bounds out of order or missing, "
+            f"first: series {row.series}, model {row.model}, step {row.step}"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

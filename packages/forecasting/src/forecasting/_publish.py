@@ -1,0 +1,160 @@
+"""`forecasting run`: publish the newest predictions as data/output/<run>/ and move LATEST to it.
+
+Order of writes, so a crash at any point leaves LATEST on the last complete run:
+1. every output file into a hidden staging directory data/output/.<run>.partial/,
+2. that directory renamed to data/output/<run>/ (a run directory exists only when complete),
+3. data/input/<run>/inputs.json (which predictions run and content hashes it used),
+4. data/output/LATEST, last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage_links import atomic_path, atomic_write, data_dir
+
+from forecasting._config import Settings
+from forecasting._errors import ForecastingError, InputError
+from forecasting._inputs import Predictions, latest_run_id, load_predictions
+from forecasting._report import render
+from forecasting._select import build
+
+log = logging.getLogger(__name__)
+
+LATEST = "LATEST"
+INPUTS_FILE = "inputs.json"
+OUTPUT_FILES = ("forecasts.parquet", "forecasts.csv", "scores.csv", "report.html")
+_PARTIAL = ".partial"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str | None  # None when nothing new was published
+    predictions_run: str
+    series: int = 0
+    pruned: tuple[str, ...] = ()
+
+
+def output_dir() -> Path:
+    return data_dir("forecasting", "data") / "output"
+
+
+def input_dir() -> Path:
+    return data_dir("forecasting", "data") / "input"
+
+
+def latest_output() -> str | None:
+    """The run data/output/LATEST names, or None before the first run."""
+    path = output_dir() / LATEST
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False) -> RunResult:
+    predictions_run = latest_run_id()
+    if _already_published(predictions_run):
+        log.info("nothing new: predictions run %s is already published as %s", predictions_run, latest_output())
+        return RunResult(None, predictions_run, pruned=prune(keep, dry_run=dry_run) if keep else ())
+    predictions = load_predictions(predictions_run)
+    published = build(predictions, settings.select)
+    n_series = len(published.choices)
+    combos = sum(c.is_combination for c in published.choices.values())
+    log.info(
+        "predictions run %s: %d series (%d combined, %d single model)%s",
+        predictions_run, n_series, combos, n_series - combos,
+        f", {len(published.failed)} failed in modelling" if published.failed else "",
+    )  # fmt: skip
+    final = output_dir() / run_id
+    if final.exists():
+        raise ForecastingError(f"{final} already exists: output runs are never overwritten (set a new run id)")
+    if dry_run:
+        log.info("dry run: would write %s/{%s}, %s and %s", final, ",".join(OUTPUT_FILES), _inputs_path(run_id), LATEST)
+        return RunResult(None, predictions_run, n_series, prune(keep, dry_run=True) if keep else ())
+    _clear_stale_staging()
+    staging = output_dir() / f".{run_id}{_PARTIAL}"
+    staging.mkdir(parents=True)
+    try:
+        _write_outputs(staging, run_id, predictions, published, settings)
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    atomic_write(_inputs_path(run_id), json.dumps(_inputs_record(run_id, predictions), indent=2, sort_keys=True))
+    atomic_write(output_dir() / LATEST, run_id + "\n")
+    log.info("published %s: %d series -> %s", run_id, n_series, final)
+    pruned = prune(keep) if keep else ()
+    return RunResult(run_id, predictions_run, n_series, pruned)
+
+
+def prune(keep: int, *, dry_run: bool = False) -> tuple[str, ...]:
+    """Remove local output runs beyond the newest `keep` (by run id, which sorts by time); never LATEST's."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    latest = latest_output()
+    root = output_dir()
+    runs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
+    doomed = [r for r in runs[: max(len(runs) - keep, 0)] if r != latest]
+    for run_name in doomed:
+        if dry_run:
+            log.info("dry run: would prune output run %s", run_name)
+        else:
+            shutil.rmtree(root / run_name)
+            log.info("pruned output run %s", run_name)
+    return tuple(doomed)
+
+
+def _already_published(predictions_run: str) -> bool:
+    """True when the run LATEST names was built from this predictions run (per its inputs.json)."""
+    latest = latest_output()
+    if latest is None:
+        return False
+    record = _inputs_path(latest)
+    try:
+        used = json.loads(record.read_text(encoding="utf-8"))["predictions"]["run_id"]
+    except FileNotFoundError:
+        log.warning("%s is missing; publishing again", record)
+        return False
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{record}: unreadable ({type(exc).__name__}: {exc})") from None
+    return used == predictions_run
+
+
+def _write_outputs(directory: Path, run_id: str, predictions: Predictions, published, settings: Settings) -> None:
+    with atomic_path(directory / "forecasts.parquet") as tmp:
+        published.forecasts.to_parquet(tmp, index=False)
+    atomic_write(directory / "forecasts.csv", published.forecasts.to_csv(index=False, date_format="%Y-%m-%d"))
+    atomic_write(directory / "scores.csv", published.scores.to_csv(index=False, float_format="%.6g"))
+    atomic_write(directory / "report.html", render(run_id, predictions, published, settings.report.history_points))
+
+
+def _inputs_record(run_id: str, predictions: Predictions) -> dict:
+    return {
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "predictions": {
+            "run_id": predictions.run_id,
+            "created_at": predictions.meta["created_at"],
+            "files": predictions.hashes,
+        },
+        # The scraped series (manifest keys and content hashes) the predictions were built from.
+        "scraped": predictions.meta["inputs"],
+    }
+
+
+def _inputs_path(run_id: str) -> Path:
+    return input_dir() / run_id / INPUTS_FILE
+
+
+def _clear_stale_staging() -> None:
+    root = output_dir()
+    if not root.is_dir():
+        return
+    for stale in root.glob(f".*{_PARTIAL}"):
+        log.warning("removing %s, left by an interrupted run", stale.name)
+        shutil.rmtree(stale, ignore_errors=True)

@@ -1,0 +1,163 @@
+"""report.html: one self-contained page (inline CSS, charts as base64 PNG) with no network needed.
+
+Charts are drawn with matplotlib's object API on the Agg canvas (no pyplot, no display needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from forecasting._inputs import Predictions
+from forecasting._select import Published
+
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 1.5rem auto;
+       max-width: 1100px; padding: 0 1rem; color: #1f2933; background: #fff; }
+h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+.meta { color: #52606d; font-size: .9rem; }
+table { border-collapse: collapse; font-size: .9rem; width: 100%; }
+th, td { padding: .3rem .5rem; border-bottom: 1px solid #e4e7eb; text-align: left; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.chosen td { font-weight: 600; }
+img { max-width: 100%; height: auto; display: block; }
+.note { color: #52606d; font-size: .85rem; }
+"""
+_CHOSEN = ' class="chosen"'
+
+
+def render(run: str, predictions: Predictions, published: Published, history_points: int) -> str:
+    """The whole page as a string."""
+    created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>Forecasts {_e(run)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>Forecasts, run {_e(run)}</h1>",
+        f'<p class="meta">Created {created} from predictions run {_e(predictions.run_id)} '
+        f"({_e(predictions.meta.get('created_at', '?'))}). {len(published.choices)} series published"
+        f"{', ' + str(len(published.failed)) + ' failed in modelling' if published.failed else ''}.</p>",
+        _accuracy_table(published),
+        _summary_table(predictions, published),
+        _failed_list(published),
+    ]
+    history = dict(tuple(predictions.history.groupby("series", sort=False)))
+    forecasts = dict(tuple(published.forecasts.groupby("series", sort=False)))
+    for series, choice in published.choices.items():
+        chart = _chart(series, history[series], forecasts[series], history_points)
+        parts.append(
+            f'<h2 id="{_anchor(series)}">{_e(series)}</h2>'
+            f'<p class="note">Published: {_e(choice.describe())}; backtest MASE {_num(choice.mase)}.</p>'
+            f'<img alt="{_e(series)}: history, forecast, 80% and 95% intervals" '
+            f'src="data:image/png;base64,{chart}">'
+        )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _accuracy_table(published: Published) -> str:
+    """Mean backtest MASE and interval coverage over all series: the published choice against each model."""
+    scores = published.scores
+    chosen = scores[scores["chosen"]]
+    rows = [("published", chosen)] + [
+        (str(c), scores[scores["candidate"] == c]) for c in sorted(scores["candidate"].unique())
+    ]
+    body = "".join(
+        f"<tr{_CHOSEN if name == 'published' else ''}><td>{_e(name)}</td>"
+        f'<td class="num">{len(frame)}</td><td class="num">{_num(frame["mase"].mean())}</td>'
+        f'<td class="num">{_pct(frame["coverage80"].mean())}</td>'
+        f'<td class="num">{_pct(frame["coverage95"].mean())}</td></tr>'
+        for name, frame in rows
+    )
+    return (
+        "<h2>Backtest accuracy</h2>"
+        '<p class="note">On modelling\'s rolling-origin folds. MASE: mean absolute error over the in-sample '
+        "seasonal naive error (below 1 beats it). Coverage: share of actuals inside the interval "
+        "(nominal 80% and 95%). A combination's intervals combine the candidates' bounds the same way as the "
+        "means.</p>"
+        '<table><thead><tr><th>candidate</th><th class="num">series</th><th class="num">mean MASE</th>'
+        '<th class="num">coverage 80%</th><th class="num">coverage 95%</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _summary_table(predictions: Predictions, published: Published) -> str:
+    chosen = published.scores[published.scores["chosen"]].set_index("series")
+    rows = []
+    for series, choice in published.choices.items():
+        row = chosen.loc[series] if series in chosen.index else None
+        freq = predictions.meta["frequency"].get(series, "")
+        horizon = predictions.meta["horizon"].get(series, "")
+        cov80 = _pct(row["coverage80"]) if row is not None else "–"
+        cov95 = _pct(row["coverage95"]) if row is not None else "–"
+        rows.append(
+            f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a></td><td>{_e(freq)}</td>'
+            f'<td class="num">{_e(horizon)}</td><td>{_e(choice.describe())}</td>'
+            f'<td class="num">{_num(choice.mase)}</td><td class="num">{cov80}</td><td class="num">{cov95}</td></tr>'
+        )
+    return (
+        '<h2>Series</h2><table><thead><tr><th>series</th><th>frequency</th><th class="num">horizon</th>'
+        '<th>published</th><th class="num">backtest MASE</th><th class="num">coverage 80%</th>'
+        f'<th class="num">coverage 95%</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def _failed_list(published: Published) -> str:
+    if not published.failed:
+        return ""
+    items = "".join(f"<li>{_e(s)}: {_e(reason)}</li>" for s, reason in sorted(published.failed.items()))
+    return f"<h2>Not published (failed in modelling)</h2><ul>{items}</ul>"
+
+
+def _chart(series: str, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int) -> str:
+    past = history.sort_values("date").tail(history_points)
+    ahead = forecast.sort_values("date")
+    fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(past["date"], past["value"], color="#1f2933", linewidth=1.3, label="history")
+    # Join the forecast to the last observation so the line does not start in mid-air.
+    if not past.empty:
+        link = pd.DataFrame({"date": [past["date"].iloc[-1]], "mean": [past["value"].iloc[-1]]})
+        line = pd.concat([link, ahead[["date", "mean"]]], ignore_index=True)
+    else:
+        line = ahead[["date", "mean"]]
+    ax.fill_between(ahead["date"], ahead["lo95"], ahead["hi95"], color="#9ecae1", alpha=0.55, label="95% interval")
+    ax.fill_between(ahead["date"], ahead["lo80"], ahead["hi80"], color="#4292c6", alpha=0.55, label="80% interval")
+    ax.plot(line["date"], line["mean"], color="#d94801", linewidth=1.8, label="forecast")
+    ax.set_title(series, loc="left", fontsize=11)
+    ax.grid(True, color="#e4e7eb", linewidth=0.8)
+    ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=4)
+    values = np.concatenate([past["value"].to_numpy(), ahead["lo95"].to_numpy(), ahead["hi95"].to_numpy()])
+    finite = values[np.isfinite(values)]
+    if finite.size:
+        low, high = float(finite.min()), float(finite.max())
+        pad = (high - low) * 0.15 or abs(high) * 0.1 or 1.0
+        ax.set_ylim(low - pad * 0.3, high + pad)  # headroom for the legend
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _anchor(series: str) -> str:
+    return "s-" + series.encode().hex()  # unique and valid for any series name
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: float) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def _pct(value: float) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{100 * value:.0f}%"

@@ -1,0 +1,117 @@
+"""Fixtures: a throw-away project root and predictions written in modelling's documented format.
+
+The predictions are made here (never by importing modelling): a few monthly and quarterly series
+with four candidate models whose errors differ, over three rolling-origin backtest folds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from storage_links import data_dir
+from storage_links.testing import scaffold_project
+
+PACKAGE_DIR = Path(__file__).parents[1]
+MODELLING_DIR = Path(__file__).parents[2] / "modelling"
+MODELS = ("auto_sarima", "ets", "theta", "seasonal_naive")
+Z = {80: 1.2816, 95: 1.96}
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = scaffold_project(tmp_path / "project", [PACKAGE_DIR, MODELLING_DIR])
+    monkeypatch.setenv("PIPELINE_ROOT", str(root))
+    monkeypatch.setenv("PIPELINE_PROFILE", "local")
+    for var in ("PIPELINE_RUN_ID", "FORECASTING_CONFIG", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT",
+                "AZURE_STORAGE_KEY", "AZURE_STORAGE_BLOB_ENDPOINT", "AZURE_STORAGE_CONTAINER"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
+    return root
+
+
+@pytest.fixture
+def make_predictions(project: Path):
+    """A function writing predictions/<run>/ into the project (see `write_predictions`)."""
+    return write_predictions
+
+
+def write_predictions(
+    run: str,
+    *,
+    series: dict[str, str] | None = None,
+    seed: int = 0,
+    folds: int = 3,
+    complete: bool = True,
+    latest: bool = True,
+    failed: dict[str, str] | None = None,
+    without_forecasts: tuple[str, ...] = (),
+) -> Path:
+    """Write predictions/<run>/ like modelling does: the Parquet files, then run.json, then LATEST.
+
+    series: name -> frequency code ("MS" monthly, "QS" quarterly). complete=False leaves out
+    run.json (a killed run); without_forecasts drops those series from forecasts.parquet only.
+    """
+    series = series or {"GDP": "QS", "UNRATE": "MS", "CPI": "MS"}
+    rng = np.random.default_rng(seed)
+    directory = data_dir("modelling", "predictions") / run
+    directory.mkdir(parents=True, exist_ok=True)
+    forecasts, backtests, scores, history = [], [], [], []
+    seasons, horizons = {}, {}
+    for k, (name, freq) in enumerate(series.items()):
+        m, h, n = (12, 12, 120) if freq == "MS" else (4, 8, 60)
+        seasons[name], horizons[name] = m, h
+        t = np.arange(n + h)
+        y = 100 + 10 * k + 0.3 * t + 5 * np.sin(2 * np.pi * t / m) + rng.normal(0, 1.0, n + h)
+        dates = pd.date_range("2000-01-01", periods=n + h, freq=freq)
+        history.append(pd.DataFrame({"series": name, "date": dates[:n], "value": y[:n]}))
+        # Each model's error: on the first series auto_sarima is right and the others share a bias (so no
+        # combination can beat it); on the rest the errors are independent and alike (combinations win).
+        noise = dict(zip(MODELS, (0.5, 1.0, 1.2, 3.0) if k == 0 else (1.0, 1.1, 1.2, 2.5), strict=True))
+        bias = {model: 0.0 if k or model == "auto_sarima" else 4.0 for model in MODELS}
+        for model in MODELS:
+            if name not in without_forecasts:
+                centre = y[n - 1] + 0.3 * np.arange(1, h + 1) + bias[model]
+                forecasts.append(_model_rows(name, model, centre, dates[n:], noise[model], rng))
+            mase_folds = []
+            for fold in range(folds):
+                origin = n - (folds - fold) * h // 2 - h
+                actual = y[origin : origin + h]
+                rows = _model_rows(name, model, actual + bias[model], dates[origin : origin + h], noise[model], rng)
+                rows.insert(2, "fold", fold)
+                rows.insert(5, "actual", actual)
+                backtests.append(rows)
+                mase_folds.append(np.mean(np.abs(rows["mean"] - actual)))
+            scores.append({"series": name, "model": model, "mase": float(np.mean(mase_folds)), "smape": 1.0,
+                           "coverage80": 0.8, "coverage95": 0.95, "folds": folds})  # fmt: skip
+    pd.concat(forecasts, ignore_index=True).to_parquet(directory / "forecasts.parquet")
+    pd.concat(backtests, ignore_index=True).to_parquet(directory / "backtests.parquet")
+    pd.DataFrame(scores).to_parquet(directory / "scores.parquet")
+    pd.concat(history, ignore_index=True).to_parquet(directory / "history.parquet")
+    if complete:
+        meta = {
+            "run_id": run,
+            "created_at": "2026-11-23T12:00:00+00:00",
+            "frequency": series,
+            "season_length": seasons,
+            "horizon": horizons,
+            "inputs": {f"fred/{s}": f"sha256:{seed:02d}{k:062d}" for k, s in enumerate(series)},
+            "failed": failed or {},
+        }
+        (directory / "run.json").write_text(json.dumps(meta))
+        if latest:
+            (directory.parent / "LATEST").write_text(run + "\n")
+    return directory
+
+
+def _model_rows(name: str, model: str, centre, dates, sigma: float, rng) -> pd.DataFrame:
+    h = len(dates)
+    mean = np.asarray(centre, dtype=float) + rng.normal(0, sigma, h)
+    spread = sigma * np.sqrt(np.arange(1, h + 1))
+    return pd.DataFrame({
+        "series": name, "model": model, "step": np.arange(1, h + 1), "date": dates, "mean": mean,
+        "lo80": mean - Z[80] * spread, "hi80": mean + Z[80] * spread,
+        "lo95": mean - Z[95] * spread, "hi95": mean + Z[95] * spread,
+    })  # fmt: skip

@@ -1,0 +1,231 @@
+"""`forecasting run`: what it publishes, when it publishes nothing, and how it refuses bad input."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from forecasting._cli import main
+from PIL import Image
+from storage_links import data_dir
+
+
+def output_root() -> Path:
+    return data_dir("forecasting", "data") / "output"
+
+
+def predictions_root() -> Path:
+    return data_dir("modelling", "predictions")
+
+
+OUTPUT_FILES = {"forecasts.parquet", "forecasts.csv", "scores.csv", "report.html"}
+
+
+def run_cli(monkeypatch: pytest.MonkeyPatch, run_id: str, *args: str) -> int:
+    monkeypatch.setenv("PIPELINE_RUN_ID", run_id)
+    return main(["run", *args])
+
+
+def latest() -> str:
+    return (output_root() / "LATEST").read_text().strip()
+
+
+def output_runs() -> list[str]:
+    return sorted(p.name for p in output_root().iterdir() if p.is_dir())
+
+
+def test_publishes_tables_report_inputs_and_latest(make_predictions, monkeypatch):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    out = output_root() / "r1"
+    assert {p.name for p in out.iterdir()} == OUTPUT_FILES
+    assert latest() == "r1"
+
+    forecasts = pd.read_parquet(out / "forecasts.parquet")
+    assert list(forecasts.columns) == [
+        "series",
+        "step",
+        "date",
+        "mean",
+        "lo80",
+        "hi80",
+        "lo95",
+        "hi95",
+        "method",
+        "models",
+    ]
+    assert forecasts.groupby("series").size().to_dict() == {"CPI": 12, "GDP": 8, "UNRATE": 12}
+    ordered = (forecasts.lo95 <= forecasts.lo80) & (forecasts.lo80 <= forecasts["mean"])
+    ordered &= (forecasts["mean"] <= forecasts.hi80) & (forecasts.hi80 <= forecasts.hi95)
+    assert ordered.all()
+    csv = pd.read_csv(out / "forecasts.csv", parse_dates=["date"])
+    pd.testing.assert_frame_equal(
+        csv[["series", "step", "date"]], forecasts[["series", "step", "date"]], check_dtype=False
+    )
+
+    # GDP's auto_sarima has a quarter of the others' error: a single model beats any combination there.
+    assert forecasts.loc[forecasts.series == "GDP", "models"].unique().tolist() == ["auto_sarima"]
+    scores = pd.read_csv(out / "scores.csv")
+    assert scores.groupby("series")["chosen"].sum().to_dict() == {"CPI": 1, "GDP": 1, "UNRATE": 1}
+    assert set(scores["candidate"]) == {"auto_sarima", "ets", "theta", "seasonal_naive", "weighted", "median"}
+    chosen = scores[scores.chosen].set_index("series")
+    best = scores.groupby("series")["mase"].min()
+    # The choice is the best candidate unless a combination is within the 5% margin of a single model.
+    assert (chosen["mase"] <= best * 1.06).all()
+
+    record = json.loads((data_dir("forecasting", "data") / "input" / "r1" / "inputs.json").read_text())
+    assert record["run_id"] == "r1"
+    assert record["predictions"]["run_id"] == "p1"
+    for name, digest in record["predictions"]["files"].items():
+        assert hashlib.sha256((predictions_root() / "p1" / name).read_bytes()).hexdigest() == digest
+    assert set(record["scraped"]) == {"fred/GDP", "fred/UNRATE", "fred/CPI"}
+
+
+def test_report_is_self_contained_with_one_chart_per_series(make_predictions, monkeypatch):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    page = (output_root() / "r1" / "report.html").read_text()
+    assert "http://" not in page and "https://" not in page and "<script" not in page
+    charts = page.split('src="data:image/png;base64,')[1:]
+    assert len(charts) == 3
+    for chart in charts:
+        image = Image.open(io.BytesIO(base64.b64decode(chart.split('"')[0])))
+        assert image.size == (1000, 340)
+        assert len(image.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 20  # drawn, not blank
+    for series in ("GDP", "UNRATE", "CPI"):
+        assert f">{series}</h2>" in page
+
+
+def test_second_run_without_new_predictions_says_nothing_new(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "r2") == 0
+    assert "nothing new: predictions run p1 is already published" in capsys.readouterr().out
+    assert output_runs() == ["r1"] and latest() == "r1"
+
+
+def test_new_predictions_make_a_new_run_and_keep_prunes_all_but_latest(make_predictions, monkeypatch):
+    for k in (1, 2, 3):
+        make_predictions(f"p{k}", seed=k)
+        assert run_cli(monkeypatch, f"r{k}") == 0
+    assert output_runs() == ["r1", "r2", "r3"] and latest() == "r3"
+    make_predictions("p4", seed=4)
+    assert run_cli(monkeypatch, "r4", "--keep", "2") == 0
+    assert output_runs() == ["r3", "r4"] and latest() == "r4"
+    # LATEST is never pruned, even when it is not the newest name.
+    (output_root() / "LATEST").write_text("r3\n")
+    assert run_cli(monkeypatch, "r5", "--keep", "1", "--dry-run") == 0
+    assert output_runs() == ["r3", "r4"]
+
+
+def test_dry_run_writes_nothing(make_predictions, monkeypatch):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1", "--dry-run") == 0
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+def test_no_predictions_yet(project, monkeypatch, capsys):
+    assert run_cli(monkeypatch, "r1") == 4
+    err = capsys.readouterr().err
+    assert "no predictions yet" in err and "LATEST not found" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_failed_predictions_run_is_ignored_and_latest_stays(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    # A newer run that was killed before run.json: modelling did not move LATEST, so nothing is new.
+    make_predictions("p2", seed=2, complete=False)
+    assert run_cli(monkeypatch, "r2") == 0
+    assert output_runs() == ["r1"]
+    # LATEST naming an unfinished run (run.json missing) is refused with the path, and LATEST stays.
+    (predictions_root() / "LATEST").write_text("p2\n")
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "r3") == 4
+    err = capsys.readouterr().err
+    assert "names p2" in err and "run.json is missing" in err
+    assert latest() == "r1" and output_runs() == ["r1"]
+
+
+def test_series_with_scores_but_no_forecasts_is_refused(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2, without_forecasts=("CPI",))
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "r2") == 4
+    err = capsys.readouterr().err
+    assert "series CPI have scores but no forecasts" in err
+    assert latest() == "r1" and output_runs() == ["r1"]
+    assert not any(p.name.startswith(".") for p in output_root().iterdir())  # no staging left behind
+
+
+def test_series_failed_in_modelling_is_listed_not_published(make_predictions, monkeypatch):
+    make_predictions("p1", without_forecasts=("CPI",), failed={"CPI": "too short"})
+    assert run_cli(monkeypatch, "r1") == 0
+    forecasts = pd.read_parquet(output_root() / "r1" / "forecasts.parquet")
+    assert set(forecasts.series) == {"GDP", "UNRATE"}
+    assert "CPI: too short" in (output_root() / "r1" / "report.html").read_text()
+
+
+def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
+    directory = make_predictions("p1")
+    (directory / "backtests.parquet").write_bytes(b"not parquet")
+    assert run_cli(monkeypatch, "r1") == 4
+    assert "backtests.parquet: cannot be read as Parquet" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[select]\nsingle_margin = 2\n", "select.single_margin=2 must be between"),
+        ("[select]\ncombinations = ['mean']\n", "select.combinations must be a list drawn from"),
+        ("[upload]\nretries = 3\n", "upload.retries: unknown key"),
+        ("[select\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_names_key_and_file(make_predictions, monkeypatch, capsys, tmp_path, config, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(config)
+    monkeypatch.setenv("FORECASTING_CONFIG", str(path))
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 3
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err
+
+
+def test_bad_profile_is_a_config_error(project, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_PROFILE", "staging")
+    assert run_cli(monkeypatch, "r1") == 3
+    assert "PIPELINE_PROFILE='staging'" in capsys.readouterr().err
+
+
+def test_logs_go_to_the_run_log_file(make_predictions, monkeypatch):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    log_text = (data_dir("", "logs") / "r1.log").read_text()
+    assert "published r1: 3 series" in log_text
+
+
+def test_module_entry_point_help_and_usage_errors(project):
+    done = subprocess.run([sys.executable, "-m", "forecasting", "run", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--keep N" in done.stdout and "--dry-run" in done.stdout
+    bad = subprocess.run([sys.executable, "-m", "forecasting", "run", "--keep", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "must be at least 1" in bad.stderr
+
+
+def test_packaged_config_is_found_and_complete(project):
+    from forecasting._config import default_config_path, load_settings
+
+    settings = load_settings()
+    assert settings.source == default_config_path() and settings.source.name == "forecasting.toml"
+    assert settings.select.combinations == ("weighted", "median")
+    assert settings.upload.container == "forecasts"
+    assert Path(settings.source).parent.name == "config"
