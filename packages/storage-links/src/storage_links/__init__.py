@@ -7,10 +7,6 @@ Names are imported on first use (PEP 562), so that `storage-links validate`, whi
 imports this package first, does not pay for pathlib, logging or tomllib.
 """
 
-from __future__ import annotations
-
-import importlib
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs ~10 ms
 
 _SOURCES = {
@@ -60,7 +56,7 @@ def __getattr__(name: str) -> object:
     module = _SOURCES.get(name)
     if module is None:
         raise AttributeError(f"module 'storage_links' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"storage_links.{module}"), name)
+    value = getattr(__import__(f"storage_links.{module}", fromlist=[name]), name)
     globals()[name] = value
     return value
 

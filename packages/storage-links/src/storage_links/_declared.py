@@ -85,10 +85,10 @@ def _is_workspace(root: str) -> bool:
 
 
 def _cache_file(root: str) -> str:
-    import zlib  # builtin and only needed here
-
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    tag = f"{os.path.basename(root) or 'root'}-{zlib.crc32(root.encode()):08x}"
+    tag = root.replace("%", "%25").replace("/", "%2F")
+    if len(tag) > 200:  # keep within a file name's limit; the cache records its root, so a clash only misses
+        tag = tag[-200:]
     return os.path.join(base, "storage-links", f"contracts-{tag}.marshal")
 
 
