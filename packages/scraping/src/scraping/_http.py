@@ -85,12 +85,14 @@ class Fetcher:
     ) -> httpx.Response:
         """The response to GET `url`; `what` names the request in messages ("FRED series GDP")."""
         attempts = self._settings.max_retries + 1
+        # httpx replaces (not extends) a URL's query when given params, and fredapi builds queries itself.
+        target = httpx.URL(url).copy_merge_params(params or {})
         for attempt in range(attempts):
             self._limiter.wait()
             self.requests += 1
             retry_after = None
             try:
-                response = self._client.get(url, params=params)
+                response = self._client.get(target)
             except httpx.TimeoutException:
                 reason = f"no answer within {self._settings.timeout_s:g}s"
             except httpx.TransportError as exc:

@@ -1,0 +1,226 @@
+"""FRED against the loopback fake server: what is stored, how many requests, retries, errors, incremental runs."""
+
+from __future__ import annotations
+
+import itertools
+import hashlib
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fake_servers import Fault, monthly
+from scraping import load_config, run
+from support import manifest, snapshot, stored, write_config
+
+
+def fresh_run(tmp_path: Path, **options):
+    return run(load_config(write_config(tmp_path, **options)))
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_first_run_stores_every_series_with_its_metadata(tmp_path, project, server, fmt):
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert [r.describe() for r in report.results] == ["updated (+24 rows)", "updated (+24 rows)", "updated (+12 rows)"]
+    assert report.requests == 6  # series + observations for each
+    assert {r.params["file_type"] for r in server.requests if "file_type" in r.params} <= {"json"}
+    if fmt == "xml":
+        assert all("file_type" not in r.params for r in server.requests)
+    frame = stored(project, "fred/UNRATE")
+    assert list(frame.columns) == ["date", "value"]
+    assert str(frame["date"].dtype) == "datetime64[ns]" and frame["value"].dtype == np.float64
+    assert frame["date"].is_monotonic_increasing and frame["date"].is_unique
+    assert math.isnan(frame["value"].iloc[3])  # FRED's "." is a missing value, not a string or zero
+    assert frame["value"].iloc[4] == 101.0
+    entry = manifest(project)["series"]["fred/UNRATE"]
+    assert entry["source"] == "fred" and entry["origin"] == "network" and entry["id"] == "UNRATE"
+    assert entry["frequency"] == "M" and entry["units"] == "Percent" and entry["title"] == "A test series"
+    assert entry["last_updated"] == "2024-10-30T07:52:02-05:00"
+    assert (entry["first_observation"], entry["last_observation"], entry["rows"]) == ("2020-01-01", "2021-12-01", 24)
+    assert entry["file"] == "fred/UNRATE.parquet" and entry["columns"] == ["value"]
+    digest = hashlib.sha256((project / "fred/UNRATE.parquet").read_bytes()).hexdigest()
+    assert entry["content_hash"] == f"sha256:{digest}"
+
+
+def test_rerun_with_nothing_new_makes_one_request_per_series_and_rewrites_nothing(tmp_path, project, server):
+    fresh_run(tmp_path)
+    before = snapshot(project)
+    server.reset_requests()
+
+    report = fresh_run(tmp_path)
+
+    assert [r.status for r in report.results] == ["unchanged"] * 3
+    assert len(server.requests) == 3 and all(r.path == "/fred/series" for r in server.requests)
+    assert report.files_written == 0
+    assert snapshot(project) == before  # same bytes, same mtimes: nothing rewritten
+
+
+def test_rerun_asks_only_for_the_recent_window_and_merges_new_and_revised_rows(tmp_path, project, server):
+    fresh_run(tmp_path)
+    server.reset_requests()
+    unrate = server.series["UNRATE"]
+    unrate.observations[-1] = ("2021-12-01", "9.99")  # a revision
+    unrate.observations += [("2022-01-01", "7.00"), ("2022-02-01", ".")]
+    unrate.last_updated = "2024-11-30 07:52:02-05"
+
+    report = fresh_run(tmp_path)
+
+    assert report.results[0].describe() == "updated (+2 rows, 1 revised)"
+    assert [r.status for r in report.results[1:]] == ["unchanged", "unchanged"]
+    (obs,) = server.requests_to("/observations")
+    assert obs.params["observation_start"] == "2021-08-23"  # last stored 2021-12-01 minus 100 days of lookback
+    frame = stored(project, "fred/UNRATE")
+    assert len(frame) == 26 and frame["value"].iloc[23] == 9.99 and frame["value"].iloc[24] == 7.0
+    assert math.isnan(frame["value"].iloc[25]) and math.isnan(frame["value"].iloc[3])
+    assert manifest(project)["series"]["fred/UNRATE"]["last_updated"] == "2024-11-30T07:52:02-05:00"
+
+
+def test_new_last_updated_with_identical_data_rewrites_no_parquet(tmp_path, project, server):
+    fresh_run(tmp_path)
+    parquet_before = (project / "fred/GDP.parquet").stat().st_mtime_ns
+    server.series["GDP"].last_updated = "2025-01-01 08:00:00-06"
+
+    report = fresh_run(tmp_path)
+
+    assert report.results[2].describe() == "unchanged"
+    assert (project / "fred/GDP.parquet").stat().st_mtime_ns == parquet_before
+    assert manifest(project)["series"]["fred/GDP"]["last_updated"] == "2025-01-01T08:00:00-06:00"
+
+
+def test_429_waits_at_least_retry_after_then_succeeds(tmp_path, project, server):
+    server.script("GDP", Fault(status=429, headers={"Retry-After": "0.3"}))
+
+    report = fresh_run(tmp_path, series=("GDP",))
+
+    assert report.results[0].status == "updated"
+    first, second = server.requests_to("/fred/series")
+    assert second.at - first.at >= 0.3  # honoured Retry-After, although backoff_s is 0.01
+    assert report.requests == 3
+
+
+def test_500s_are_retried_with_backoff(tmp_path, project, server):
+    server.script("CPIAUCSL", Fault(status=500), Fault(status=503))
+
+    report = fresh_run(tmp_path, series=("CPIAUCSL",), retries=2)
+
+    assert report.results[0].status == "updated"
+    assert len(server.requests_to("/fred/series")) == 3
+
+
+def test_persistent_500_fails_that_series_only_and_keeps_its_previous_file(tmp_path, project, server):
+    fresh_run(tmp_path)
+    before = snapshot(project)
+    server.series["CPIAUCSL"].last_updated = "2025-01-01 00:00:00-06"
+    server.script("CPIAUCSL", *[Fault(status=500)] * 3)
+
+    report = fresh_run(tmp_path, retries=2)
+
+    assert [r.status for r in report.results] == ["unchanged", "failed", "unchanged"]
+    assert report.results[1].describe() == "failed: FRED series CPIAUCSL: HTTP 500 (gave up after 3 attempts)"
+    assert snapshot(project) == before
+
+
+def test_answer_slower_than_the_timeout_is_retried(tmp_path, project, server):
+    server.script("GDP", Fault(delay=0.6))
+
+    report = fresh_run(tmp_path, series=("GDP",), timeout=0.2)
+
+    assert report.results[0].status == "updated"
+    assert len(server.requests_to("/fred/series")) == 2
+
+
+def test_answers_always_too_slow_fail_with_the_timeout_named(tmp_path, project, server):
+    server.script("GDP", *[Fault(delay=0.5)] * 2)
+
+    report = fresh_run(tmp_path, series=("GDP",), timeout=0.2, retries=1)
+
+    assert report.results[0].describe() == "failed: FRED series GDP: no answer within 0.2s (gave up after 2 attempts)"
+    assert not (project / "fred/GDP.parquet").exists()
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_bad_key_fails_each_series_with_freds_message_and_no_retry(tmp_path, project, server, monkeypatch, fmt):
+    monkeypatch.setenv("FRED_API_KEY", "wrongkey0000000000000000000000ff")
+
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert [r.status for r in report.results] == ["failed"] * 3
+    assert report.results[0].detail == (
+        "FRED series UNRATE: HTTP 400: Bad Request.  The value for variable api_key is not registered."
+    )
+    assert len(server.requests) == 3  # 4xx are not retried
+    assert "wrongkey" not in " ".join(r.detail for r in report.results)
+
+
+def test_unknown_series_fails_alone(tmp_path, project, server):
+    report = fresh_run(tmp_path, series=("UNRATE", "NOSUCHSERIES", "GDP"))
+
+    assert [r.status for r in report.results] == ["updated", "failed", "updated"]
+    assert report.results[1].detail == "FRED series NOSUCHSERIES: HTTP 404: Bad Request.  The series does not exist."
+    assert not (project / "fred/NOSUCHSERIES.parquet").exists()
+    assert "fred/NOSUCHSERIES" not in manifest(project)["series"]
+
+
+@pytest.mark.parametrize(("fmt", "kind"), [("xml", "XML"), ("json", "JSON")])
+def test_truncated_answer_fails_cleanly_and_keeps_the_stored_file(tmp_path, project, server, fmt, kind):
+    fresh_run(tmp_path, fmt=fmt)
+    before = snapshot(project)
+    server.series["UNRATE"].last_updated = "2025-01-01 00:00:00-06"
+    server.series["UNRATE"].observations.append(("2022-01-01", "5.5"))
+    server.script("UNRATE", Fault(), Fault(truncate=True))  # metadata fine, observations cut in half
+
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert report.results[0].status == "failed"
+    assert f"FRED observations UNRATE: invalid or truncated {kind}" in report.results[0].detail
+    assert snapshot(project) == before
+
+
+def test_a_value_that_is_not_a_number_is_a_malformed_answer(tmp_path, project, server):
+    server.add(monthly("BROKEN"))
+    server.series["BROKEN"].observations[2] = ("2020-03-01", "n/a")
+
+    report = fresh_run(tmp_path, series=("BROKEN",))
+
+    assert report.results[0].status == "failed"
+    assert report.results[0].detail.startswith("FRED observations BROKEN: ValueError")
+
+
+def test_rate_limiter_spaces_every_request_of_the_run(tmp_path, project, server):
+    server.script("CPIAUCSL", Fault(status=503))  # the retry goes through the same limiter
+
+    report = fresh_run(tmp_path, rate=20)  # at most one request start every 50 ms
+
+    assert report.requests == 7
+    arrivals = [r.at for r in server.requests]
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    assert min(gaps) >= 0.045  # 50 ms less a little for the loopback's own jitter
+
+
+def test_series_option_fetches_only_the_given_ids(tmp_path, project, server):
+    report = run(load_config(write_config(tmp_path, treasury=True)), only=("GDP",))
+
+    assert [r.key for r in report.results] == ["fred/GDP"]
+    assert {r.params.get("series_id") for r in server.requests} == {"GDP"}
+    assert not server.requests_to("TextView")
+
+
+def test_dry_run_makes_no_request_and_writes_nothing(tmp_path, project, server):
+    report = run(load_config(write_config(tmp_path, treasury=True)), dry_run=True)
+
+    assert [r.describe() for r in report.results] == ["would fetch in full"] * 4
+    assert server.requests == [] and not project.exists()
+
+
+def test_unsupported_frequency_is_a_clear_per_series_error(tmp_path, project, server):
+    weekly = monthly("BIWEEK")
+    weekly.frequency, weekly.frequency_short = "Biweekly, Ending Wednesday", "BW"
+    server.add(weekly)
+
+    report = fresh_run(tmp_path, series=("BIWEEK", "GDP"))
+
+    assert report.results[0].detail == (
+        "FRED series BIWEEK: frequency 'Biweekly, Ending Wednesday' is not supported (D, W, M, Q, A)"
+    )
+    assert report.results[1].status == "updated"
