@@ -137,7 +137,7 @@ def fuse_mounts() -> dict[str, str]:
     return found
 
 
-def _session_members(sid: int) -> list[int]:
+def session_members(sid: int) -> list[int]:
     """Live processes in session `sid` (what a daemon forked, whatever its process group)."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -211,6 +211,11 @@ class SmbShare:
     def root(self) -> Path:
         """The share as the client sees it, through the FUSE mount."""
         return self.mount_point / f"127.0.0.1:{self.port}" / SHARE_NAME
+
+    @property
+    def sessions(self) -> list[int]:
+        """Session ids of the daemons started (each is its own session's leader)."""
+        return [proc.pid for proc in (self._smbd, self._smbnetfs) if proc is not None]
 
     def server_path(self, path: Path) -> Path:
         """Where the server keeps `path` (a path under `root`) on its own disk."""
@@ -325,34 +330,38 @@ class SmbShare:
         raise SmbUnavailable(f"the share does not answer through the mount: {why}: {_tail(log)}")
 
     def _stop_session(self, proc: subprocess.Popen[bytes] | None) -> None:
-        """End `proc` and everything it forked into its session: TERM, then KILL."""
+        """End `proc` and everything it forked into its session: the leader first, so it can reap
+        its own children, then whatever is left, TERM before KILL."""
         if proc is None:
             return
+        if proc.poll() is None:
+            proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=STOP_TIMEOUT_S)
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            for pid in _session_members(proc.pid):
+            members = session_members(proc.pid)
+            if not members:
+                break
+            for pid in members:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
             deadline = time.monotonic() + STOP_TIMEOUT_S
-            while time.monotonic() < deadline:
-                proc.poll()
-                if not _session_members(proc.pid):
-                    break
+            while session_members(proc.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=STOP_TIMEOUT_S)
 
     def stop(self) -> None:
         """Unmount, stop both daemons, remove the temporary tree. Safe after a partial start."""
-        if self.mount_point.exists():
-            _unmount(self.mount_point)
+        # No stat of the mount point first: on a hung mount that would hang too.
+        _unmount(self.mount_point)
         # Unmounting ends smbnetfs; the session sweep catches its workers and anything left.
         if self._smbnetfs is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._smbnetfs.wait(timeout=STOP_TIMEOUT_S)
         self._stop_session(self._smbnetfs)
         self._stop_session(self._smbd)
-        if str(self.mount_point) in fuse_mounts():
-            _unmount(self.mount_point)
+        _unmount(self.mount_point)
         if str(self.mount_point) not in fuse_mounts():
             shutil.rmtree(self.base, ignore_errors=True)
 
