@@ -1,0 +1,115 @@
+"""Fixtures: a throw-away workspace with small contracts of its own, a share beside it, and CLI runners."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from storage_links._cli import main
+
+WORKSPACE = """\
+[project]
+name = "ws"
+version = "0"
+
+[tool.hatch.envs.default]
+workspace.members = ["packages/*"]
+
+[tool.storage-links]
+links = { "logs" = "logs" }
+"""
+
+ALPHA = """\
+[project]
+name = "alpha"
+version = "0"
+
+[tool.storage-links]
+links = { "data" = "alpha/data", "cache" = "alpha/cache" }
+subdirs = { "data" = ["input", "output"] }
+"""
+
+
+@dataclass
+class Env:
+    root: Path
+    share: Path
+
+    def local(self, name: str = "data") -> Path:
+        return self.root / "logs" if name == "logs" else self.root / "packages" / "alpha" / name
+
+    def target(self, share_rel: str = "alpha/data") -> Path:
+        return self.share / share_rel
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # The contract cache must not leak between tests or into the user's home.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.delenv("PIPELINE_ROOT", raising=False)
+    monkeypatch.delenv("FILESHARE_ROOT", raising=False)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> Env:
+    root = tmp_path / "project"
+    (root / "packages" / "alpha").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(WORKSPACE)
+    (root / "packages" / "alpha" / "pyproject.toml").write_text(ALPHA)
+    share = tmp_path / "share"
+    share.mkdir()
+    monkeypatch.setenv("PIPELINE_ROOT", str(root))
+    monkeypatch.setenv("FILESHARE_ROOT", str(share))
+    return Env(root, share)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the CLI in this process (fast); returns exit code, stdout, stderr."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def run_subprocess(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "storage_links", *args], capture_output=True, text=True, env=os.environ.copy(), **kwargs
+    )
+
+
+@pytest.fixture
+def snapshot():
+    return take_snapshot
+
+
+def take_snapshot(*roots: Path) -> dict[str, tuple]:
+    """Everything about a tree that a change would alter: type, content, link target, inode, mtime."""
+    state = {}
+    for top in roots:
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                st = path.lstat()
+                if path.is_symlink():
+                    state[str(path)] = ("link", os.readlink(path), st.st_ino)
+                elif path.is_file():
+                    state[str(path)] = ("file", path.read_bytes(), st.st_ino, st.st_mtime_ns)
+                else:
+                    state[str(path)] = ("dir", st.st_ino, st.st_mtime_ns)
+    return state

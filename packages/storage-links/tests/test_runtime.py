@@ -1,0 +1,85 @@
+"""Run-time helpers the stages share: run ids, atomic writes, logging, progress."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from storage_links import LOG_LEVELS, Progress, atomic_path, atomic_write, configure_logging, run_id
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "deep" / "file.txt"
+    atomic_write(target, "one")
+    atomic_write(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer crashed")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_replace_retries_while_the_share_reports_busy(tmp_path, monkeypatch):
+    import os
+
+    from storage_links import _runtime
+
+    real_replace = os.replace
+    calls = []
+
+    def busy_twice(src, dst):
+        calls.append(dst)
+        if len(calls) <= 2:
+            raise PermissionError("busy")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_runtime.os, "replace", busy_twice)
+    monkeypatch.setattr(_runtime, "_REPLACE_RETRIES", (0, 0, 0))
+    atomic_write(tmp_path / "f", "data")
+    assert len(calls) == 3
+    assert (tmp_path / "f").read_text() == "data"
+
+
+def test_run_id_from_environment_or_new(monkeypatch):
+    monkeypatch.setenv("PIPELINE_RUN_ID", "20240101T000000Z-abcd")
+    assert run_id() == "20240101T000000Z-abcd"
+    monkeypatch.setenv("PIPELINE_RUN_ID", "../etc")
+    with pytest.raises(ValueError, match="PIPELINE_RUN_ID"):
+        run_id()
+    monkeypatch.delenv("PIPELINE_RUN_ID")
+    first, second = run_id(), run_id()
+    assert first != second and first[:8].isdigit()
+
+
+def test_configure_logging_writes_the_run_log(env):
+    log_file = configure_logging("alpha", "INFO", "run-1")
+    logging.getLogger("alpha").info("hello from the test")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    assert log_file == env.root / "logs" / "run-1.log"
+    assert "alpha INFO hello from the test" in log_file.read_text()
+    with pytest.raises(ValueError, match="log level 'LOUD'"):
+        configure_logging("alpha", "loud", "run-1")
+    assert "DEBUG" in LOG_LEVELS
+
+
+def test_progress_writes_only_to_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        progress = Progress(2, "fit", stream=stream)
+        progress.step("a", "ok")
+        progress.step("b", "ok")
+    assert "[2/2] fit b: ok" in tty.getvalue()
+    assert pipe.getvalue() == ""
