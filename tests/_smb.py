@@ -179,21 +179,32 @@ def _unmount(point: Path) -> None:
             continue
 
 
-def reap_stale_mounts() -> list[str]:
-    """Lazily unmount our mounts whose daemon is gone (ENOTCONN), left by a killed run."""
-    reaped = []
+def _owner_alive(base: Path) -> bool:
+    try:
+        os.kill(int((base / "owner").read_text()), 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, ValueError):
+        return True  # not ours to judge: no readable owner yet
+    return True
+
+
+def reap_stale() -> None:
+    """Clean up after runs killed before their teardown: lazily unmount our mounts whose daemon
+    is gone (ENOTCONN), then remove our temporary trees whose owning process is gone."""
     for point, fstype in fuse_mounts().items():
         if fstype != "fuse.smbnetfs" or DIR_PREFIX not in point:
             continue
         try:
-            result = subprocess.run(["stat", point], capture_output=True, text=True, timeout=5)
-            alive = result.returncode == 0
+            alive = subprocess.run(["stat", point], capture_output=True, timeout=5).returncode == 0
         except subprocess.TimeoutExpired:
             alive = False
         if not alive:
             _unmount(Path(point))
-            reaped.append(point)
-    return reaped
+    mounts = fuse_mounts()
+    for base in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        if not _owner_alive(base) and not any(point.startswith(f"{base}/") for point in mounts):
+            shutil.rmtree(base, ignore_errors=True)
 
 
 class SmbShare:
@@ -201,6 +212,7 @@ class SmbShare:
 
     def __init__(self) -> None:
         self.base = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
+        (self.base / "owner").write_text(str(os.getpid()))
         self.export = self.base / "export"
         self.mount_point = self.base / "mnt"
         self.port = 0
@@ -222,9 +234,9 @@ class SmbShare:
         return self.export / path.relative_to(self.root)
 
     def start(self) -> SmbShare:
-        self._check_machine()
-        reap_stale_mounts()
         try:
+            self._check_machine()
+            reap_stale()
             self._start_smbd()
             self._mount()
         except BaseException:

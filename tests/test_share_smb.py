@@ -20,7 +20,8 @@ import pytest
 from storage_links import Link, links
 from storage_links.testing import scaffold_project
 
-from tests._smb import SmbShare, fuse_mounts, session_members
+from tests import _smb
+from tests._smb import SmbShare, SmbUnavailable, fuse_mounts, session_members
 
 pytestmark = pytest.mark.smb
 
@@ -47,7 +48,7 @@ import json, sys, time
 sys.path.insert(0, sys.argv[1])
 from tests._smb import SmbShare
 share = SmbShare().start()
-print(json.dumps({"mount": str(share.mount_point), "sessions": share.sessions}), flush=True)
+print(json.dumps({"base": str(share.base), "mount": str(share.mount_point), "sessions": share.sessions}), flush=True)
 time.sleep(600)
 """
 
@@ -86,11 +87,37 @@ def test_a_killed_test_run_leaves_no_mount_and_no_process(smb_server: SmbShare) 
         os.kill(child.pid, signal.SIGKILL)  # no finalizer runs: only PR_SET_PDEATHSIG can clean up
         child.wait(timeout=10)
         assert _gone(started["mount"], started["sessions"], wait_s=30)
+        # What is left is a plain directory tree, which the next start removes.
+        _smb.reap_stale()
+        assert not Path(started["base"]).exists()
     finally:
         if child.poll() is None:
             child.kill()
             child.wait(timeout=10)
         child.stdout.close()
+
+
+def test_a_missing_tool_is_named_in_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = _smb._which
+    monkeypatch.setattr(_smb, "_which", lambda name: None if name == "smbnetfs" else real(name))
+    share = SmbShare()
+    with pytest.raises(SmbUnavailable, match=r"not installed: smbnetfs"):
+        share.start()
+    assert not share.base.exists()
+
+
+def test_a_refused_mount_is_a_reason_and_stops_the_server(
+    smb_server: SmbShare, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _smb._which
+    # A "smbnetfs" that fails at once, as one does where FUSE mounts are not permitted.
+    monkeypatch.setattr(_smb, "_which", lambda name: "/bin/false" if name == "smbnetfs" else real(name))
+    share = SmbShare()
+    with pytest.raises(SmbUnavailable, match=r"smbnetfs could not mount \(exit 1\)"):
+        share.start()
+    assert share.sessions and not [sid for sid in share.sessions if session_members(sid)]
+    assert str(share.mount_point) not in fuse_mounts()
+    assert not share.base.exists()
 
 
 # ---- the share behaves like a network share ---------------------------------------------
