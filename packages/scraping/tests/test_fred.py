@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import hashlib
+import itertools
 import math
 from pathlib import Path
 

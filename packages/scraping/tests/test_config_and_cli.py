@@ -1,0 +1,165 @@
+"""The series list, the environment and the command line: clear one-line errors, distinct exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_servers import VALID_KEY, Fault
+from scraping import ConfigError, default_config_path, load_config
+from scraping._cli import EXIT_CONFIG, EXIT_SERIES_FAILED, EXIT_STORAGE, EXIT_USAGE, main
+from support import manifest, snapshot, write_config
+
+
+def test_packaged_default_config_lists_the_macro_financial_set(project):
+    config = load_config()
+
+    assert config.path == default_config_path() and config.path.is_file()
+    assert {"GDP", "CPIAUCSL", "UNRATE", "PAYEMS", "FEDFUNDS", "DGS10", "DGS2", "T10Y2Y", "SP500", "VIXCLS"} <= set(
+        config.fred.series
+    )
+    assert config.http.requests_per_second == 2.0 and config.profile == "local" and config.offline
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[http\n", "invalid TOML"),
+        ("[http]\ntimeout_sec = 3\n", "http.timeout_sec: unknown key"),
+        ("[http]\ntimeout_s = 'soon'\n", "http.timeout_s must be a number >= 0, not 'soon'"),
+        ("[http]\nmax_retries = -1\n", "http.max_retries must be a whole number >= 0"),
+        ("[fred]\nseries = 'GDP'\n", "fred.series must be a list of FRED series ids"),
+        ("[fred]\nseries = ['GDP', '../etc']\n", "fred.series: '../ETC' is not a FRED series id"),
+        ("[fred]\nseries = ['GDP', 'gdp']\n", "fred.series lists GDP more than once"),
+        ("[fred]\nformat = 'csv'\n", "fred.format must be one of xml, json, not 'csv'"),
+        ("[treasury]\nenabled = 'yes'\n", "treasury.enabled must be true or false"),
+        ("[sources]\n", "sources: unknown key"),
+    ],
+)
+def test_malformed_config_names_the_file_and_the_key(tmp_path, project, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+
+    assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_malformed_config_on_the_command_line_exits_1_and_loses_nothing(tmp_path, project, server, capsys):
+    assert main(["run", "--config", str(write_config(tmp_path))]) == 0
+    before = snapshot(project)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fred]\nseries = ['GDP']\nrate = 3\n")
+
+    assert main(["run", "--config", str(bad)]) == EXIT_CONFIG
+
+    assert f"scraping: {bad}: fred.rate: unknown key" in capsys.readouterr().err
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PIPELINE_PROFILE": "staging"}, "PIPELINE_PROFILE='staging': choose one of local, prod"),
+        ({"PIPELINE_PROFILE": "prod"}, "the prod profile never falls back to the bundled dataset"),
+        ({"FRED_API_KEY_FILE": "/nonexistent/key"}, "FRED_API_KEY_FILE=/nonexistent/key: cannot read the key file"),
+        ({"FRED_API_KEY": "a b"}, "FRED_API_KEY: the key contains spaces or control characters"),
+        ({"FRED_API_BASE_URL": "ftp://x"}, "FRED_API_BASE_URL='ftp://x': must be an http:// or https:// URL"),
+    ],
+)
+def test_bad_environment_is_named(project, monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        load_config()
+
+
+def test_key_file_is_read_from_its_first_line(tmp_path, project, monkeypatch):
+    key_file = tmp_path / "key"
+    key_file.write_text(f"{VALID_KEY}\n# a comment\n")
+    monkeypatch.setenv("FRED_API_KEY_FILE", str(key_file))
+    monkeypatch.setenv("PIPELINE_PROFILE", "prod")
+
+    config = load_config()
+
+    assert config.fred.api_key == VALID_KEY and not config.offline
+    assert VALID_KEY not in repr(config)
+
+
+def test_some_series_failing_exits_3_with_a_summary(tmp_path, project, server, capsys):
+    code = main(["run", "--config", str(write_config(tmp_path, series=("GDP", "NOSUCH", "UNRATE")))])
+
+    err = capsys.readouterr().err
+    assert code == EXIT_SERIES_FAILED
+    assert "scraping: fred/GDP: updated (+12 rows)\n" in err
+    assert (
+        "scraping: fred/NOSUCH: failed: FRED series NOSUCH: HTTP 404: Bad Request.  The series does not exist.\n" in err
+    )
+    assert "scraping: 3 series: 2 updated, 1 failed; 5 requests; failed: fred/NOSUCH\n" in err
+
+
+def test_rerun_says_unchanged_per_series(tmp_path, project, server, capsys):
+    config = str(write_config(tmp_path, series=("GDP",)))
+    assert main(["run", "--config", config]) == 0
+    capsys.readouterr()
+
+    assert main(["run", "--config", config]) == 0
+
+    err = capsys.readouterr().err
+    assert "scraping: fred/GDP: unchanged\n" in err and "1 series: 1 unchanged; 1 requests; 0 files written" in err
+
+
+def test_series_option_is_validated(project, capsys):
+    assert main(["run", "--series", "GDP,../x"]) == EXIT_CONFIG
+    assert "--series: '../X' is not a FRED series id" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2(project, capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["run", "--log-level", "LOUD"])
+    assert caught.value.code == EXIT_USAGE
+    assert "invalid choice: 'LOUD'" in capsys.readouterr().err
+
+
+def test_corrupt_manifest_is_a_storage_error_and_is_left_alone(tmp_path, project, server, capsys):
+    project.mkdir(parents=True)
+    (project / "manifest.json").write_text('{"format": 1, "series": {')
+
+    assert main(["run", "--config", str(write_config(tmp_path))]) == EXIT_STORAGE
+
+    assert "manifest.json: not valid JSON" in capsys.readouterr().err
+    assert (project / "manifest.json").read_text() == '{"format": 1, "series": {'
+    assert server.requests == []
+
+
+def test_the_key_never_reaches_logs_errors_or_files(tmp_path, project, server, monkeypatch, capsys):
+    server.script("GDP", Fault(status=503), Fault(status=400, body=f"api_key={VALID_KEY} rejected".encode()))
+    server.script("UNRATE", Fault(status=500, body=f'<error code="500" message="key {VALID_KEY}"/>'.encode()))
+
+    code = main(["run", "--config", str(write_config(tmp_path, retries=1)), "--log-level", "DEBUG"])
+
+    err = capsys.readouterr().err
+    assert code == EXIT_SERIES_FAILED and "GET http://127.0.0.1" in err  # DEBUG logs the (redacted) URLs
+    assert "api_key=***" in err and "key ***" in err
+    log_text = "".join(p.read_text() for p in (project.parents[2] / "logs").glob("*.log"))
+    every_file = b"".join(p.read_bytes() for p in project.rglob("*") if p.is_file())
+    assert VALID_KEY not in err and VALID_KEY not in log_text and VALID_KEY.encode() not in every_file
+    assert "fred/CPIAUCSL" in manifest(project)["series"]
+
+
+def test_help_and_module_entry_point(project):
+    done = subprocess.run(
+        [sys.executable, "-m", "scraping", "run", "--help"], capture_output=True, text=True, check=False
+    )
+
+    assert done.returncode == 0
+    for option in ("--series", "--config", "--log-level", "--dry-run"):
+        assert option in done.stdout
+
+
+def test_default_config_is_found_from_the_source_tree():
+    assert default_config_path() == Path(__file__).resolve().parents[1] / "config" / "series.toml"

@@ -1,0 +1,73 @@
+"""No key: the local profile stores the bundled statsmodels macrodata dataset and touches no network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scraping._cli import EXIT_CONFIG, main
+from scraping._store import normalise, to_parquet_bytes
+from statsmodels.datasets import macrodata
+from support import manifest, snapshot, stored
+
+BUNDLED = ["realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "tbilrate", "unemp", "pop"]
+
+
+def test_offline_run_stores_the_bundled_dataset_and_says_so_once(project, monkeypatch, capsys):
+    unreachable = "http://127.0.0.1:9"  # discard port: any request would fail loudly
+    monkeypatch.setenv("FRED_API_BASE_URL", unreachable)
+    monkeypatch.setenv("TREASURY_BASE_URL", unreachable)
+
+    assert main(["run"]) == 0
+
+    err = capsys.readouterr().err
+    assert err.count("runs offline") == 1 and "0 requests" in err
+    series = manifest(project)["series"]
+    assert {f"bundled/{c}" for c in BUNDLED} <= set(series) and not any(k.startswith("fred/") for k in series)
+    entry = series["bundled/realgdp"]
+    assert entry["origin"] == "bundled" and entry["source"] == "bundled" and entry["frequency"] == "Q"
+    assert entry["title"] == "Real Gross Domestic Product" and entry["units"] == "Billions of Chained 2005 Dollars"
+    assert (entry["first_observation"], entry["last_observation"], entry["rows"]) == ("1959-01-01", "2009-07-01", 203)
+    frame = stored(project, "bundled/realgdp")
+    assert str(frame["date"].dtype) == "datetime64[ns]" and frame["date"].is_unique
+    np.testing.assert_array_equal(frame["value"].to_numpy(), macrodata.load_pandas().data["realgdp"].to_numpy())
+    assert frame["date"].iloc[2] == pd.Timestamp("1959-07-01")  # 1959Q3
+
+
+def test_offline_rerun_rewrites_nothing(project, capsys):
+    assert main(["run"]) == 0
+    before = snapshot(project)
+
+    assert main(["run"]) == 0
+
+    assert snapshot(project) == before
+    assert "12 unchanged; 0 requests; 0 files written" in capsys.readouterr().err
+
+
+def test_offline_run_keeps_series_fetched_earlier(project):
+    project.mkdir(parents=True)
+    (project / "fred").mkdir()
+    (project / "manifest.json").write_text('{"format": 1, "series": {"fred/GDP": {"file": "fred/GDP.parquet"}}}')
+
+    assert main(["run"]) == 0
+
+    assert manifest(project)["series"]["fred/GDP"] == {"file": "fred/GDP.parquet"}
+
+
+def test_prod_profile_without_key_is_an_error_not_a_fallback(project, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_PROFILE", "prod")
+
+    assert main(["run"]) == EXIT_CONFIG
+
+    assert "FRED_API_KEY (or FRED_API_KEY_FILE) is not set" in capsys.readouterr().err
+    assert not project.exists()
+
+
+def test_parquet_bytes_depend_only_on_the_data():
+    frame = normalise(
+        pd.DataFrame({"date": pd.to_datetime(["2020-02-01", "2020-01-01", "2020-02-01"]), "value": [2, 1, 3]}),
+        ["value"],
+    )
+
+    assert list(frame["value"]) == [1.0, 3.0] and frame["value"].dtype == "float64"  # sorted, later duplicate wins
+    assert to_parquet_bytes(frame) == to_parquet_bytes(frame.copy())
+    assert to_parquet_bytes(frame) != to_parquet_bytes(frame.assign(value=[1.0, 4.0]))
