@@ -6,12 +6,24 @@ with four candidate models whose errors differ, over three rolling-origin backte
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from azure.storage.blob import BlobServiceClient
 from storage_links import data_dir
 from storage_links.testing import scaffold_project
 
@@ -115,3 +127,175 @@ def _model_rows(name: str, model: str, centre, dates, sigma: float, rng) -> pd.D
         "lo80": mean - Z[80] * spread, "hi80": mean + Z[80] * spread,
         "lo95": mean - Z[95] * spread, "hi95": mean + Z[95] * spread,
     })  # fmt: skip
+
+
+# ---- Azurite and a connection-cutting proxy for the upload tests ---------------------------------
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key: not a secret.
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def _azurite_binary() -> str | None:
+    candidates = [
+        os.environ.get("AZURITE_BLOB_BIN"),
+        str(Path(__file__).parents[3] / ".cache" / "node" / "node_modules" / ".bin" / "azurite-blob"),
+        shutil.which("azurite-blob"),
+    ]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on a loopback port, in its own session; yields its blob endpoint."""
+    binary = _azurite_binary()
+    if binary is None:
+        pytest.skip("azurite-blob not found (scripts/install-test-services.sh installs it into .cache/node)")
+    port = free_port()
+    location = tmp_path_factory.mktemp("azurite")
+    log_file = (location / "azurite.out").open("wb")
+    args = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location), "--loose"]
+    proc = subprocess.Popen(
+        [binary, *args, "--skipApiVersionCheck"],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"azurite did not start: {(location / 'azurite.out').read_text()[-500:]}")
+            time.sleep(0.2)
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log_file.close()
+
+
+class CuttingProxy:
+    """A TCP proxy on loopback that records HTTP request lines and can cut connections.
+
+    The first `cuts` connections are closed once `cut_after` bytes from the client have gone
+    through, as a network failure would, mid-request.
+    """
+
+    REQUEST_LINE = re.compile(rb"(GET|PUT|HEAD|DELETE|POST) (/\S*) HTTP/1\.1\r\n")
+
+    def __init__(self, target_port: int, *, cut_after: int = 0, cuts: int = 0) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts_left = cuts
+        self.requests: list[tuple[str, str]] = []
+        self.cut_count = 0
+        self._lock = threading.Lock()
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                cut = self.cuts_left > 0
+                self.cuts_left -= cut
+            threading.Thread(target=self._pump_up, args=(client, upstream, cut), daemon=True).start()
+            threading.Thread(target=self._pump_down, args=(upstream, client), daemon=True).start()
+
+    def _pump_up(self, client: socket.socket, upstream: socket.socket, cut: bool) -> None:
+        stream, last_line = bytearray(), -1
+        try:
+            while data := client.recv(65536):
+                if cut and len(stream) + len(data) >= self.cut_after:
+                    upstream.sendall(data[: self.cut_after - len(stream)])
+                    with self._lock:
+                        self.cut_count += 1
+                    break
+                scan_from = max(0, len(stream) - 64)  # a request line may straddle two reads
+                stream += data
+                for match in self.REQUEST_LINE.finditer(stream, scan_from):
+                    if match.start() > last_line:
+                        last_line = match.start()
+                        with self._lock:
+                            self.requests.append((match[1].decode(), match[2].decode()))
+                upstream.sendall(data)
+        except OSError:
+            pass
+        for sock in (client, upstream):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    @staticmethod
+    def _pump_down(upstream: socket.socket, client: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                client.sendall(data)
+
+
+_containers = itertools.count()
+
+
+class BlobTarget:
+    """Where one test uploads: Azurite (direct or through a CuttingProxy) and a container of its own."""
+
+    def __init__(self, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.endpoint = endpoint
+        self.key = AZURITE_KEY
+        self.port = int(endpoint.split(":")[2].split("/")[0])
+        self.container = f"test-{next(_containers)}-{os.getpid()}"
+        self.monkeypatch = monkeypatch
+        self.service = BlobServiceClient(
+            endpoint, credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
+        )
+        self.proxies: list[CuttingProxy] = []
+        monkeypatch.setenv("AZURE_STORAGE_CONTAINER", self.container)
+        self.use_key(AZURITE_KEY)
+
+    def use_key(self, key: str, port: int | None = None) -> None:
+        """Credentials as account + key + endpoint (the connection string form is tested separately)."""
+        self.monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT)
+        self.monkeypatch.setenv("AZURE_STORAGE_KEY", key)
+        self.monkeypatch.setenv(
+            "AZURE_STORAGE_BLOB_ENDPOINT", f"http://127.0.0.1:{port or self.port}/{AZURITE_ACCOUNT}"
+        )
+
+    def through_proxy(self, *, cut_after: int = 0, cuts: int = 0) -> CuttingProxy:
+        proxy = CuttingProxy(self.port, cut_after=cut_after, cuts=cuts)
+        self.proxies.append(proxy)
+        self.use_key(AZURITE_KEY, proxy.port)
+        return proxy
+
+    def blobs(self) -> dict[str, object]:
+        container = self.service.get_container_client(self.container)
+        if not container.exists():
+            return {}
+        return {b.name: b for b in container.list_blobs()}
+
+
+@pytest.fixture
+def blob_target(azurite: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobTarget]:
+    target = BlobTarget(azurite, monkeypatch)
+    yield target
+    for proxy in target.proxies:
+        proxy.close()

@@ -72,7 +72,8 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
             raise CredentialsError(f"no Blob Storage credentials in the environment ({hint})")
         log.info("upload skipped: no Blob Storage credentials (%s); run %s stays local", hint, run)
         return None
-    logging.getLogger("azure").setLevel(logging.WARNING)  # its request logs say nothing we need
+    for noisy in ("azure", "urllib3"):  # their request logs say nothing we need, and could carry URLs
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         return _upload(credentials, container, run, files, settings, dry_run)
     except ForecastingError as exc:
