@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,22 @@ def _run(command: str, root: Path, share: Path, *args: str) -> subprocess.Comple
 
 
 @pytest.fixture
+def share_mount_point(smb_share: Path, tmp_path: Path) -> Iterator[Path]:
+    """The per-test share dir bind-mounted on a local dir: a mount point, as /mnt/fileshare is."""
+    point = tmp_path / "fileshare"
+    point.mkdir()
+    bound = subprocess.run(["mount", "--bind", str(smb_share), str(point)], capture_output=True, text=True, timeout=15)
+    if bound.returncode != 0:
+        pytest.skip(f"cannot bind-mount the share: {bound.stderr.strip()}")
+    try:
+        yield point
+    finally:
+        # Before the session's FUSE unmount, which a bind mount on top would make busy.
+        if subprocess.run(["umount", str(point)], capture_output=True, timeout=15).returncode != 0:
+            subprocess.run(["umount", "-l", str(point)], capture_output=True, timeout=15)
+
+
+@pytest.fixture
 def project(tmp_path: Path) -> Path:
     packages = sorted(p for p in (REPO / "packages").iterdir() if (p / "pyproject.toml").is_file())
     return scaffold_project(tmp_path / "project", packages)
@@ -301,3 +318,19 @@ def test_unlink_over_smb_copies_every_byte_back(smb_server: SmbShare, smb_share:
         assert (link.local / rel.removeprefix(f"{link.share_rel}/")).read_bytes() == content, rel
         # The share keeps its copy (other containers may use it).
         assert smb_server.server_path(smb_share / rel).read_bytes() == content, rel
+
+
+def test_require_mount_accepts_the_mounted_share_and_refuses_a_plain_dir(
+    smb_server: SmbShare, smb_share: Path, share_mount_point: Path, project: Path
+) -> None:
+    (share_mount_point / "inside").mkdir()
+    refused = _run("init", project, smb_share / "inside", "--require-mount")
+    assert refused.returncode == 6
+    assert f"{smb_share / 'inside'} is not a mount point" in refused.stdout + refused.stderr
+    assert not [link for link in links(project) if link.local.is_symlink()]
+
+    accepted = _run("init", project, share_mount_point, "--require-mount")
+    assert accepted.returncode == 0, accepted.stderr
+    assert sorted(accepted.stdout.splitlines()) == _verified_lines(links(project), share_mount_point)
+    for link in links(project):
+        assert smb_server.server_path(link.target(smb_share)).is_dir()
