@@ -45,7 +45,6 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
         f'<p class="meta">Created {created} from predictions run {_e(predictions.run_id)} '
         f"({_e(predictions.meta.get('created_at', '?'))}). {len(published.choices)} series published"
         f"{', ' + str(len(published.failed)) + ' failed in modelling' if published.failed else ''}.</p>",
-        _accuracy_table(published),
         _summary_table(predictions, published),
         _failed_list(published),
     ]
@@ -59,6 +58,7 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
             f'<img alt="{_e(series)}: history, forecast, 80% and 95% intervals" '
             f'src="data:image/png;base64,{chart}">'
         )
+    parts.append(_accuracy_table(published))  # detail for analysts, after the charts a reader came for
     parts.append("</body></html>")
     return "\n".join(parts)
 
