@@ -161,5 +161,7 @@ def test_help_and_module_entry_point(project):
         assert option in done.stdout
 
 
-def test_default_config_is_found_from_the_source_tree():
-    assert default_config_path() == Path(__file__).resolve().parents[1] / "config" / "series.toml"
+def test_default_config_is_the_checkouts_config_whether_installed_editable_or_as_a_wheel():
+    found = default_config_path()
+
+    assert found.read_bytes() == (Path(__file__).resolve().parents[1] / "config" / "series.toml").read_bytes()

@@ -1,0 +1,153 @@
+"""Scraping against the loopback fake server, 50 series, no rate limit (issue 4's targets):
+
+1. wall time of a full first run vs the same HTTP requests made with bare httpx in the same
+   run, paired and interleaved (target: at most 1.5x);
+2. a re-run with nothing new: requests per series (target: at most 1) and files rewritten (target: 0).
+
+Run by `make bench` with the root venv's python; writes bench/results/scraping.{json,md}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from importlib.metadata import version
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "packages" / "scraping" / "tests"))
+
+import httpx  # noqa: E402
+from _common import record  # noqa: E402
+from fake_servers import VALID_KEY, FakeSeries, FakeServer  # noqa: E402
+from scraping import load_config, run  # noqa: E402
+from storage_links.testing import scaffold_project  # noqa: E402
+
+SERIES = 50
+ROUNDS = 5
+PACKAGE = HERE.parent / "packages" / "scraping"
+
+
+def make_series(i: int) -> FakeSeries:
+    """40 monthly series of 50 years, 10 business-daily ones of 20 years, a few "." in each."""
+    if i < 40:
+        days = [date(1975 + m // 12, m % 12 + 1, 1) for m in range(600)]
+        freq = ("Monthly", "M")
+    else:
+        days = [date.fromordinal(date(2005, 1, 3).toordinal() + d) for d in range(7300)]
+        days = [d for d in days if d.weekday() < 5]
+        freq = ("Daily", "D")
+    obs = [(d.isoformat(), "." if k % 97 == 5 else f"{100 + (k * 7919 % 1000) / 100:.2f}") for k, d in enumerate(days)]
+    series = FakeSeries(f"BENCH{i:02d}", obs)
+    series.frequency, series.frequency_short = freq
+    return series
+
+
+def config_file(directory: Path, ids: list[str], fmt: str) -> Path:
+    path = directory / f"series-{fmt}.toml"
+    path.write_text(
+        "[http]\nrequests_per_second = 0\ntimeout_s = 30\nmax_retries = 2\n"
+        f'[fred]\nformat = "{fmt}"\nseries = {ids!r}\n[treasury]\nenabled = false\n'.replace("'", '"')
+    )
+    return path
+
+
+def fresh_root(base: Path, n: int) -> Path:
+    root = scaffold_project(base / f"root{n}", [PACKAGE])
+    os.environ["PIPELINE_ROOT"] = str(root)
+    return root / "packages" / "scraping" / "scraped_data"
+
+
+def bare_httpx(urls: list[str]) -> float:
+    start = time.perf_counter()
+    with httpx.Client(timeout=30) as client:
+        for url in urls:
+            client.get(url).raise_for_status().content  # noqa: B018 - read the body, as the stage does
+    return time.perf_counter() - start
+
+
+def measure(server: FakeServer, base: Path, ids: list[str], fmt: str) -> dict:
+    config = load_config(config_file(base, ids, fmt))
+    stage_times, bare_times, ratios = [], [], []
+    urls: list[str] = []
+    for _ in range(ROUNDS):
+        scraped = fresh_root(base, len(list(base.iterdir())))
+        server.reset_requests()
+        start = time.perf_counter()
+        report = run(config)
+        stage = time.perf_counter() - start
+        assert not report.failed, report.summary()
+        if not urls:  # the very URLs the stage asked for, key included
+            urls = [str(httpx.URL(f"{server.url}{r.path}").copy_merge_params(r.params)) for r in server.requests_to("")]
+        bare = bare_httpx(urls)
+        stage_times.append(stage)
+        bare_times.append(bare)
+        ratios.append(stage / bare)
+    # The re-run with nothing new, on the last round's data.
+    before = {p: p.stat().st_mtime_ns for p in scraped.rglob("*") if p.is_file()}
+    server.reset_requests()
+    rerun_start = time.perf_counter()
+    rerun = run(config)
+    rerun_s = time.perf_counter() - rerun_start
+    after = {p: p.stat().st_mtime_ns for p in scraped.rglob("*") if p.is_file()}
+    return {
+        "format": fmt,
+        "series": len(ids),
+        "requests_first_run": len(urls),
+        "stage_s_median": round(statistics.median(stage_times), 4),
+        "bare_httpx_s_median": round(statistics.median(bare_times), 4),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratios": [round(r, 3) for r in ratios],
+        "rerun_s": round(rerun_s, 4),
+        "rerun_requests_per_series": len(server.requests) / len(ids),
+        "rerun_files_rewritten": sum(after[p] != before[p] for p in before) + len(set(after) - set(before)),
+        "rerun_statuses": sorted({r.status for r in rerun.results}),
+    }
+
+
+def main() -> None:
+    logging.disable(logging.CRITICAL)
+    os.environ.update({"FRED_API_KEY": VALID_KEY, "PIPELINE_PROFILE": "local"})
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, FakeServer() as server:
+        base = Path(tmp)
+        server.add(*(make_series(i) for i in range(SERIES)))
+        ids = sorted(server.series)
+        os.environ["FRED_API_BASE_URL"] = f"{server.url}/fred"
+        for latency in (0.0, 0.02):
+            server.latency = latency
+            for fmt in ("xml", "json"):
+                name = f"{fmt}, latency {latency * 1000:g} ms"
+                results[name] = measure(server, base, ids, fmt)
+                print(name, results[name], file=sys.stderr)
+    libraries = {lib: version(lib) for lib in ("httpx", "fredapi", "pandas", "pyarrow", "selectolax", "statsmodels")}
+    lines = [
+        f"Libraries: {', '.join(f'{k} {v}' for k, v in libraries.items())}.",
+        "",
+        f"{SERIES} FRED series (40 monthly x 600 obs, 10 business-daily x ~5200 obs) from the loopback fake server",
+        "(packages/scraping/tests/fake_servers.py), rate limiter off. Stage = `scraping.run()` in-process (fetch,",
+        "parse, Parquet, manifest) into a fresh root; bare = the same URLs with one `httpx.Client`, bodies read.",
+        f"Paired and interleaved, {ROUNDS} rounds; ratio = median of per-round stage/bare. 'latency' is a delay the",
+        "server adds to every answer, a stand-in for a real network (FRED answers in ~100-300 ms).",
+        "",
+        "| wire format, added latency | stage (s) | bare httpx (s) | ratio (target <= 1.5) | re-run requests/series"
+        " (target <= 1) | re-run files rewritten (target 0) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['stage_s_median']} | {r['bare_httpx_s_median']} | {r['ratio_median']} | "
+            f"{r['rerun_requests_per_series']:g} | {r['rerun_files_rewritten']} |"
+        )
+    lines += ["", "Command: `make bench` (or `.venv/bin/python bench/bench_scraping.py`)."]
+    record("scraping", {"libraries": libraries, "rounds": ROUNDS, "results": results}, lines)
+
+
+if __name__ == "__main__":
+    main()
