@@ -22,6 +22,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 import shutil
 import signal
 import socket
@@ -109,7 +110,8 @@ def _which(name: str) -> str | None:
 
 
 def _die_with_parent() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    # Runs in the child before exec: a killed test runner takes its daemons (and the mount) along.
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _free_port() -> int:
@@ -133,7 +135,7 @@ def fuse_mounts() -> dict[str, str]:
         _source, point, fstype, *_ = line.split()
         if fstype.startswith("fuse"):
             # /proc/mounts escapes blanks and backslashes as octal.
-            found[point.encode().decode("unicode_escape")] = fstype
+            found[re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), point)] = fstype
     return found
 
 
@@ -162,7 +164,9 @@ def _probe(path: Path, timeout: float) -> str | None:
         )
     except subprocess.TimeoutExpired:
         return f"listing {path} hung for {timeout:.0f} s"
-    return None if result.returncode == 0 else result.stderr.strip().splitlines()[-1]
+    if result.returncode == 0:
+        return None
+    return (result.stderr.strip().splitlines() or [f"exit {result.returncode}"])[-1]
 
 
 def _unmount(point: Path) -> None:
