@@ -36,7 +36,8 @@ init_links() {
 }
 
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
-  init_links || echo "entrypoint: storage-links init failed; running '$1' anyway for troubleshooting" >&2
+  # The command's own output stays clean on stdout: the link report goes to stderr.
+  init_links >&2 || echo "entrypoint: storage-links init failed; running '$1' anyway for troubleshooting" >&2
   exec "$@"
 fi
 
