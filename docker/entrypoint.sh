@@ -42,7 +42,7 @@ if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
 fi
 
 log_level=INFO
-skip=()
+declare -A skip=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --help | -h) usage; exit 0 ;;
@@ -50,10 +50,10 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "entrypoint: --log-level needs a value (DEBUG, INFO, WARNING, ERROR)" >&2; exit 2; }
       log_level="$2"; shift ;;
     --log-level=*) log_level="${1#*=}" ;;
-    --skip-scraping) skip+=(scraping) ;;
-    --skip-modeling | --skip-modelling) skip+=(modelling) ;;
-    --skip-forecasting) skip+=(forecasting) ;;
-    --skip-upload) skip+=(upload) ;;
+    --skip-scraping) skip[scraping]=1 ;;
+    --skip-modeling | --skip-modelling) skip[modelling]=1 ;;
+    --skip-forecasting) skip[forecasting]=1 ;;
+    --skip-upload) skip[upload]=1 ;;
     *) echo "entrypoint: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -65,5 +65,9 @@ esac
 
 init_links
 # With every stage skipped there is nothing left to do: do not pay for starting make.
-[ "${#skip[@]}" -ge 4 ] && [ "$(printf '%s\n' "${skip[@]}" | sort -u | wc -l)" -eq 4 ] && exit 0
-exec make -C "$app_root" stages LOG_LEVEL="$log_level" SKIP="${skip[*]}"
+[ "${#skip[@]}" -eq 4 ] && exit 0
+skipped=()
+for stage in scraping modelling forecasting upload; do
+  [ -n "${skip[$stage]:-}" ] && skipped+=("$stage")
+done
+exec make -C "$app_root" stages LOG_LEVEL="$log_level" SKIP="${skipped[*]}"
