@@ -204,7 +204,7 @@ def cmd_status(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> N
 
 def cmd_init(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> None:
     from storage_links._declared import declared_links
-    from storage_links._plan import plan_init
+    from storage_links._plan import LOCK_NAME, plan_init
 
     declared = declared_links(root)
     require_mount = bool(opts.get("--require-mount"))
@@ -232,6 +232,12 @@ def cmd_init(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> Non
             doc["migrated"] = migrated
         finally:
             lock.release()
+    elif os.path.lexists(os.path.join(share, LOCK_NAME)):
+        from storage_links._lock import ShareLock
+
+        lock = ShareLock(share, "init")
+        lock.clear_if_stale()
+        doc["warnings"] = lock.warnings
     _verified(declared, share, doc, as_json)
 
 

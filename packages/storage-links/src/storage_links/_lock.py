@@ -19,8 +19,8 @@ import os
 import time
 
 from storage_links._errors import LockHeldError, ShareError
+from storage_links._plan import LOCK_NAME
 
-LOCK_NAME = ".storage-links.lock"
 HEARTBEAT = 30.0
 STALE_AFTER = 600.0
 WRITE_GRACE = 2.0
@@ -117,6 +117,11 @@ class ShareLock:
                 os.unlink(self.path)
         else:
             self.warnings.append(f"{self.path}: the lock was taken over by another process while this one worked")
+
+    def clear_if_stale(self) -> None:
+        """Break a stale lock left by a run that died after its work was done (a warm init's tidy-up)."""
+        with contextlib.suppress(LockHeldError):  # a live holder is at work; nothing of ours to clear
+            self._judge_existing()
 
     def _judge_existing(self) -> None:
         try:

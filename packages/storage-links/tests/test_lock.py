@@ -1,0 +1,156 @@
+"""The share lock: a live holder stops a second init; a stale one is broken and reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from storage_links._lock import LOCK_NAME, STALE_AFTER, ShareLock, _process_start
+
+
+def write_lock(env, *, pid: int, host: str | None = None, start: str | None = None, age: float = 0) -> None:
+    path = env.share / LOCK_NAME
+    host = host or os.uname().nodename
+    start = start or _process_start(pid) or "unknown"
+    path.write_text(f"host={host}\npid={pid}\nstart={start}\nsince=0\ncommand=init\n")
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+
+
+@pytest.fixture
+def live_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+@pytest.fixture
+def dead_pid():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_live_lock_stops_init_and_names_its_owner(env, cli, live_pid, snapshot):
+    (env.local()).mkdir()
+    (env.local() / "f").write_text("x")
+    write_lock(env, pid=live_pid, age=75)
+    before = snapshot(env.root, env.share)
+    result = cli("init")
+    assert result.code == 4
+    assert f"held by pid {live_pid} on {os.uname().nodename} (init), last touched 1m15s ago" in result.err
+    assert "--break-lock" in result.err
+    assert snapshot(env.root, env.share) == before
+
+
+def test_json_reports_the_held_lock(env, cli, live_pid):
+    (env.local()).mkdir()
+    write_lock(env, pid=live_pid)
+    doc = json.loads(cli("--json", "init").out)
+    assert doc["error"]["type"] == "LockHeldError" and str(live_pid) in doc["error"]["message"]
+
+
+def test_a_lock_from_another_host_is_respected_until_its_heartbeat_is_old(env, cli):
+    (env.local()).mkdir()
+    write_lock(env, pid=1, host="some-other-container", age=STALE_AFTER - 60)
+    assert cli("init").code == 4
+    write_lock(env, pid=1, host="some-other-container", age=STALE_AFTER + 60)
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert "warning: broke stale lock" in result.err and "pid 1 on some-other-container" in result.err
+    assert "not touched for 11m00s" in result.err
+
+
+def test_a_dead_owner_on_this_host_is_stale(env, cli, dead_pid):
+    (env.local()).mkdir()
+    write_lock(env, pid=dead_pid, start="12345")
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert f"broke stale lock {env.share / LOCK_NAME} held by pid {dead_pid}" in result.err
+    assert "its process is gone" in result.err
+    assert not (env.share / LOCK_NAME).exists()
+
+
+def test_a_reused_pid_is_told_apart_by_its_start_time(env, cli, live_pid):
+    (env.local()).mkdir()
+    write_lock(env, pid=live_pid, start="1")  # same pid, but not the process that took the lock
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert "its process is gone" in result.err
+
+
+def test_an_empty_lock_is_stale_only_after_a_grace_period(env, cli):
+    (env.local()).mkdir()
+    (env.share / LOCK_NAME).write_text("")
+    held = cli("init")
+    assert held.code == 4 and "an unknown owner (empty lock file)" in held.err
+    then = time.time() - 5
+    os.utime(env.share / LOCK_NAME, (then, then))
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert "it records no owner" in result.err
+
+
+def test_break_lock_overrides_a_live_holder(env, cli, live_pid):
+    (env.local()).mkdir()
+    write_lock(env, pid=live_pid)
+    result = cli("init", "--break-lock")
+    assert result.code == 0, result.err
+    assert "--break-lock was given" in result.err
+
+
+def test_warm_init_and_dry_run_need_no_lock(env, cli, live_pid):
+    assert cli("init").code == 0
+    write_lock(env, pid=live_pid)
+    assert cli("init").code == 0
+    (env.local("cache")).unlink()
+    (env.local("cache")).mkdir()
+    assert cli("init", "--dry-run").code == 0
+    assert cli("init").code == 4
+
+
+def test_a_second_concurrent_init_fails_naming_the_first(env):
+    # The first init is paused inside its migration (holding the lock) by a wrapper that waits for a signal file.
+    (env.local()).mkdir()
+    (env.local() / "f").write_text("x")
+    gate = env.share.parent / "gate"
+    code = (
+        "import os, sys, time\n"
+        "from storage_links import _migrate\n"
+        "real = _migrate.migrate_link\n"
+        "def slow(*a, **k):\n"
+        f"    open({str(gate)!r} + '.held', 'w').close()\n"
+        f"    while not os.path.exists({str(gate)!r}): time.sleep(0.01)\n"
+        "    return real(*a, **k)\n"
+        "_migrate.migrate_link = slow\n"
+        "from storage_links._cli import main\n"
+        "sys.exit(main(['init']))\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not os.path.exists(f"{gate}.held"):
+            assert first.poll() is None, first.communicate()
+            time.sleep(0.01)
+        second = subprocess.run([sys.executable, "-m", "storage_links", "init"], capture_output=True, text=True)
+        assert second.returncode == 4
+        assert f"held by pid {first.pid} on {os.uname().nodename} (init)" in second.stderr
+    finally:
+        gate.touch()
+        _out, err = first.communicate(timeout=30)
+    assert first.returncode == 0, err
+    assert (env.target() / "f").read_text() == "x"
+
+
+def test_release_leaves_a_lock_that_someone_else_took(env):
+    lock = ShareLock(str(env.share), "init")
+    lock.acquire()
+    (env.share / LOCK_NAME).write_text("host=x\npid=1\n")
+    lock.release()
+    assert (env.share / LOCK_NAME).exists()
+    assert "taken over by another process" in lock.warnings[0]
