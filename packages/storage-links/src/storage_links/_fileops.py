@@ -82,31 +82,77 @@ def same_content(a: str, b: str, tick: Callable[[], None] | None = None) -> bool
     return sha256_of(a, tick) == sha256_of(b, tick)
 
 
+class Staged:
+    """A copy written to its staging name, not yet durable, verified or renamed into place."""
+
+    __slots__ = ("digest", "final", "size", "src", "src_stat", "staging")
+
+    def __init__(self, src: str, final: str, staging: str, size: int, digest: str, src_stat: os.stat_result):
+        self.src, self.final, self.staging = src, final, staging
+        self.size, self.digest, self.src_stat = size, digest, src_stat
+
+
 def copy_verified(src: str, final: str, staging: str, tick: Callable[[], None] | None = None) -> int:
     """Copy the regular file `src` to `final` via `staging`; return the bytes copied.
 
     The staging file is written, fsynced, read back and compared (size and sha256)
     with what was read from `src`, and only then renamed to `final`, which must not
-    exist. `src` is left alone; removing it is the caller's next step. A source that
-    changes while it is copied is copied again.
+    exist. `src` is left alone; removing it is the caller's next step.
     """
+    item = stage(src, final, staging, tick)
+    make_durable([item])
+    commit(item, tick)
+    fsync_dir(os.path.dirname(final))
+    return item.size
+
+
+def stage(src: str, final: str, staging: str, tick: Callable[[], None] | None = None) -> Staged:
+    """Write `src` to `staging` (a source that changes while it is copied is copied again)."""
     for _ in range(3):
         before = os.lstat(src)
         size, digest = _copy_bytes(src, staging, tick)
         after = os.lstat(src)
         if before.st_size == after.st_size == size and before.st_mtime_ns == after.st_mtime_ns:
-            break
-    else:
-        raise CopyError(f"{src}: kept changing while it was copied; nothing moved, re-run when it is quiet")
-    if sha256_of(staging, tick) != (size, digest):
-        retry_busy(os.unlink, staging)
-        raise CopyError(f"{staging}: read back differs from {src}; the source is untouched")
-    _copy_metadata(after, staging)
-    if os.path.lexists(final):
-        raise CopyError(f"{final}: appeared while {src} was being copied; nothing overwritten, re-run")
-    retry_busy(os.rename, staging, final)
-    fsync_dir(os.path.dirname(final))
-    return size
+            return Staged(src, final, staging, size, digest, after)
+    raise CopyError(f"{src}: kept changing while it was copied; nothing moved, re-run when it is quiet")
+
+
+def make_durable(items: list[Staged]) -> None:
+    """Flush staged copies to stable storage: one syncfs of their file system for a batch, else fsync each."""
+    if len(items) > 1 and _syncfs(os.path.dirname(items[0].final)):
+        return
+    for item in items:
+        fd = os.open(item.staging, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            _fsync_file(fd)
+        finally:
+            os.close(fd)
+
+
+def commit(item: Staged, tick: Callable[[], None] | None = None) -> None:
+    """Read the staged copy back, compare size and sha256 with the source, then rename it into place."""
+    if sha256_of(item.staging, tick) != (item.size, item.digest):
+        retry_busy(os.unlink, item.staging)
+        raise CopyError(f"{item.staging}: read back differs from {item.src}; the source is untouched")
+    _copy_metadata(item.src_stat, item.staging)
+    if os.path.lexists(item.final):
+        raise CopyError(f"{item.final}: appeared while {item.src} was being copied; nothing overwritten, re-run")
+    retry_busy(os.rename, item.staging, item.final)
+
+
+def _syncfs(directory: str) -> bool:
+    # One flush of the whole file system costs about what one fsync does; Python's os module lacks it.
+    try:
+        import ctypes
+
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError, ImportError):
+        return False
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return syncfs(fd) == 0
+    finally:
+        os.close(fd)
 
 
 def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tuple[int, str]:
@@ -127,7 +173,6 @@ def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tupl
                 size += n
                 if tick:
                     tick()
-            _fsync_file(fout)
         finally:
             os.close(fout)
     finally:

@@ -23,11 +23,26 @@ import stat
 import time
 
 from storage_links._errors import StorageLinksError
-from storage_links._fileops import copy_verified, exchange, fsync_dir, partial_name, retry_busy, same_content
+from storage_links._fileops import (
+    Staged,
+    commit,
+    copy_verified,
+    exchange,
+    fsync_dir,
+    make_durable,
+    partial_name,
+    retry_busy,
+    same_content,
+    stage,
+)
 from storage_links._lock import ShareLock
 from storage_links._plan import NEW_LINK, PARTIAL_SUFFIX, LinkPlan, reserved
 
 ASIDE_MARK = ".local-conflict-"
+# New files are copied in batches: one flush makes a whole batch durable before any of it is renamed into
+# place, and one directory fsync makes the renames durable before any local copy is removed.
+BATCH_FILES = 256
+BATCH_BYTES = 64 << 20
 
 
 class Changed(StorageLinksError):
@@ -67,35 +82,54 @@ def migrate_link(lp: LinkPlan, lock: ShareLock) -> MigrationReport:
 
 
 def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareLock, *, ours: bool) -> None:
-    for entry in sorted(os.scandir(src_dir), key=lambda e: e.name):
+    entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+    batch: list[Staged] = []
+    for entry in entries:  # the files first, so that a batch never waits on a subdirectory
         dst = os.path.join(dst_dir, entry.name)
         lock.heartbeat()
         if entry.is_symlink():
             raise Changed(f"{entry.path}: a symlink appeared after planning; re-run init")
         if entry.is_dir(follow_symlinks=False):
+            continue
+        if not entry.is_file(follow_symlinks=False):
+            raise Changed(f"{entry.path}: a special file appeared after planning; re-run init")
+        if ours and entry.name.endswith(PARTIAL_SUFFIX):
+            retry_busy(os.unlink, entry.path)  # an interrupted copy of ours; the original is on the share
+        elif os.path.lexists(dst):
+            _merge_file(entry.path, dst, report, lock)
+        else:
+            batch.append(stage(entry.path, dst, partial_name(dst), lock.heartbeat))
+            if len(batch) >= BATCH_FILES or sum(item.size for item in batch) >= BATCH_BYTES:
+                _commit_batch(batch, dst_dir, report, lock)
+    _commit_batch(batch, dst_dir, report, lock)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            dst = os.path.join(dst_dir, entry.name)
             if not os.path.lexists(dst):
                 os.mkdir(dst)
             elif os.path.islink(dst) or not os.path.isdir(dst):
                 raise Changed(f"{dst}: a file appeared on the share where a directory goes; re-run init")
             _move_tree(entry.path, dst, report, lock, ours=ours)
             retry_busy(os.rmdir, entry.path)
-        elif entry.is_file(follow_symlinks=False):
-            if ours and entry.name.endswith(PARTIAL_SUFFIX):
-                retry_busy(os.unlink, entry.path)  # an interrupted copy of ours; the original is on the share
-            else:
-                _move_file(entry.path, dst, report, lock)
-        else:
-            raise Changed(f"{entry.path}: a special file appeared after planning; re-run init")
 
 
-def _move_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) -> None:
-    try:
-        dst_st = os.lstat(dst)
-    except FileNotFoundError:
-        report.moved_bytes += copy_verified(src, dst, partial_name(dst), lock.heartbeat)
-        report.moved += 1
-        retry_busy(os.unlink, src)
+def _commit_batch(batch: list[Staged], dst_dir: str, report: MigrationReport, lock: ShareLock) -> None:
+    if not batch:
         return
+    make_durable(batch)
+    for item in batch:
+        commit(item, lock.heartbeat)
+    fsync_dir(dst_dir)
+    for item in batch:
+        retry_busy(os.unlink, item.src)
+        report.moved += 1
+        report.moved_bytes += item.size
+    batch.clear()
+
+
+def _merge_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) -> None:
+    """`dst` already exists on the share: drop the local copy if identical, else save it beside `dst`."""
+    dst_st = os.lstat(dst)
     if not stat.S_ISREG(dst_st.st_mode):
         raise Changed(f"{dst}: not a regular file on the share, where {src} goes; re-run init")
     src_st = os.lstat(src)
