@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,6 +67,20 @@ def env(tmp_path, monkeypatch) -> Env:
     monkeypatch.setenv("PIPELINE_ROOT", str(root))
     monkeypatch.setenv("FILESHARE_ROOT", str(share))
     return Env(root, share)
+
+
+@pytest.fixture(params=["same file system", "other file system"])
+def any_fs_env(request, env, monkeypatch, tmp_path):
+    """`env`, with the share on the project's file system (files are renamed) or on another (files are copied)."""
+    if request.param == "other file system":
+        shm = Path("/dev/shm")
+        if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev or not os.access(shm, os.W_OK):
+            pytest.skip("no writable /dev/shm on another file system to hold the share")
+        share = Path(tempfile.mkdtemp(prefix="storage-links-share-", dir=shm))
+        request.addfinalizer(lambda: shutil.rmtree(share, ignore_errors=True))
+        monkeypatch.setenv("FILESHARE_ROOT", str(share))
+        env.share = share
+    return env
 
 
 @dataclass

@@ -213,7 +213,8 @@ def test_file_system_error_is_one_line_and_exit_1(env, cli, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_migrate, "stage", broken)
+    monkeypatch.setattr(_migrate, "stage", broken)  # the copy to another file system
+    monkeypatch.setattr(_migrate, "_rename_file", broken)  # the move within one
     result = cli("init")
     assert result.code == 1
     assert len(result.err.splitlines()) == 1 and "No space left on device" in result.err

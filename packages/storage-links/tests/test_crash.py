@@ -134,7 +134,8 @@ def fresh(env, cli, tmp_path):
     return reset
 
 
-def test_kill_at_every_step_of_a_migration(env, cli, fresh, tmp_path):
+def test_kill_at_every_step_of_a_migration(any_fs_env, cli, fresh, tmp_path):
+    env = any_fs_env
     fresh()
     count_file = tmp_path / "steps"
     counted = crash_at(0, count_file)
@@ -157,7 +158,8 @@ def test_kill_at_every_step_of_a_migration(env, cli, fresh, tmp_path):
 
 
 @pytest.mark.slow
-def test_real_sigkill_at_random_moments(env, cli, fresh):
+def test_real_sigkill_at_random_moments(any_fs_env, cli, fresh):
+    env = any_fs_env
     rng = random.Random(99)
     extra = env.local() / "many"
     for round_no in range(6):

@@ -36,7 +36,8 @@ def test_fresh_init_creates_the_share_tree_and_links(env, cli):
     assert not (env.share / ".storage-links.lock").exists()
 
 
-def test_init_migrates_local_data_and_keeps_every_byte(env, cli):
+def test_init_migrates_local_data_and_keeps_every_byte(any_fs_env, cli):
+    env = any_fs_env
     files = {"a.csv": b"1,2\n", "nested/deep/b.bin": os.urandom(300_000), "input/c.txt": b"in", "empty": b""}
     fill(env.local(), files)
     (env.local() / "empty_dir").mkdir()
@@ -76,7 +77,8 @@ def test_dry_run_changes_nothing(env, cli, snapshot):
     assert snapshot(env.root, env.share) == before
 
 
-def test_same_name_on_both_sides(env, cli):
+def test_same_name_on_both_sides(any_fs_env, cli):
+    env = any_fs_env
     fill(env.local(), {"same.txt": b"same", "diff.txt": b"local version", "only_local": b"L"})
     fill(env.target(), {"same.txt": b"same", "diff.txt": b"share version", "only_share": b"S"})
     result = cli("--json", "init")

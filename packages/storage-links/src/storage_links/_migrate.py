@@ -7,7 +7,9 @@ state the next `init` completes (its plan treats leftovers as more work):
 2. per file: verified copy to a staging name on the share, rename into place,
    only then remove the local file (a name already on the share: identical
    content drops the local copy, different content keeps the share's and saves
-   the local one beside it as `<name>.local-conflict-<UTC time>`);
+   the local one beside it as `<name>.local-conflict-<UTC time>`). Where the
+   share is on the same file system (./local_fileshare in a checkout), a rename
+   moves the file instead: atomic, so it is always under one of its two names;
 3. remove each emptied local directory (rmdir: fails rather than deletes data);
 4. put a symlink to the share directory in place of the emptied local
    directory, swapping the two names atomically where the kernel can.
@@ -18,6 +20,7 @@ they point to), never follows one, and never creates one on the share.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -83,7 +86,9 @@ def migrate_link(lp: LinkPlan, lock: ShareLock) -> MigrationReport:
 
 def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareLock, *, ours: bool) -> None:
     entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+    same_fs = os.lstat(src_dir).st_dev == os.lstat(dst_dir).st_dev
     batch: list[Staged] = []
+    renamed = 0
     for entry in entries:  # the files first, so that a batch never waits on a subdirectory
         dst = os.path.join(dst_dir, entry.name)
         lock.heartbeat()
@@ -97,11 +102,16 @@ def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareL
             retry_busy(os.unlink, entry.path)  # an interrupted copy of ours; the original is on the share
         elif os.path.lexists(dst):
             _merge_file(entry.path, dst, report, lock)
+        elif same_fs and _rename_file(entry.path, dst, report):
+            renamed += 1
         else:
             batch.append(stage(entry.path, dst, partial_name(dst), lock.heartbeat))
             if len(batch) >= BATCH_FILES or sum(item.size for item in batch) >= BATCH_BYTES:
                 _commit_batch(batch, dst_dir, report, lock)
     _commit_batch(batch, dst_dir, report, lock)
+    if renamed:
+        fsync_dir(dst_dir)
+        fsync_dir(src_dir)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             dst = os.path.join(dst_dir, entry.name)
@@ -111,6 +121,20 @@ def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareL
                 raise Changed(f"{dst}: a file appeared on the share where a directory goes; re-run init")
             _move_tree(entry.path, dst, report, lock, ours=ours)
             retry_busy(os.rmdir, entry.path)
+
+
+def _rename_file(src: str, dst: str, report: MigrationReport) -> bool:
+    """Move a file within one file system; False if the kernel says it is not one (a bind mount: EXDEV)."""
+    size = os.lstat(src).st_size
+    try:
+        retry_busy(os.rename, src, dst)
+    except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            return False
+        raise
+    report.moved += 1
+    report.moved_bytes += size
+    return True
 
 
 def _commit_batch(batch: list[Staged], dst_dir: str, report: MigrationReport, lock: ShareLock) -> None:
