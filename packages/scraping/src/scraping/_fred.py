@@ -73,8 +73,8 @@ class FredSource:
                 values = [np.nan if row["value"] == Fred.nan_char else row["value"] for row in rows]
             else:
                 series = self._fred.get_series(series_id, observation_start=start)
-                dates, values = pd.DatetimeIndex(series.index), list(series.to_numpy())
-            frame = pd.DataFrame({"date": dates, "value": pd.to_numeric(pd.Series(values, dtype=object))})
+                dates, values = pd.DatetimeIndex(series.index), series.to_numpy(dtype="float64")
+            frame = pd.DataFrame({"date": dates, "value": pd.to_numeric(values)})
         # fredapi raises ValueError for a value that is not a number; JSON rows may lack keys
         except (ValueError, TypeError, KeyError) as exc:
             raise MalformedAnswer(f"{what}: {type(exc).__name__}: {exc}") from None
@@ -112,7 +112,10 @@ class _FredOverFetcher(Fred):
             raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
 
     def _parse(self, date_str: str, format: str = "%Y-%m-%d") -> datetime:
-        # fredapi calls pd.to_datetime once per observation; strptime is ~50x faster for the same result.
+        # fredapi calls pd.to_datetime once per observation; for FRED's ISO dates fromisoformat gives the
+        # same result far faster (it dominated the stage's CPU time on long daily series).
+        if format == "%Y-%m-%d":
+            return datetime.fromisoformat(date_str)
         return datetime.strptime(date_str, format)
 
 
