@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import socket
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
-from fake_servers import Fault, monthly
+from fake_servers import VALID_KEY, FakeServer, Fault, monthly
 from scraping import load_config, run
 from support import manifest, snapshot, stored, write_config
 
@@ -224,3 +226,40 @@ def test_unsupported_frequency_is_a_clear_per_series_error(tmp_path, project, se
         "FRED series BIWEEK: frequency 'Biweekly, Ending Wednesday' is not supported (D, W, M, Q, A)"
     )
     assert report.results[1].status == "updated"
+
+
+def test_connection_refused_is_retried_then_reported(tmp_path, project, monkeypatch):
+    with socket.socket() as probe:  # a loopback port that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("FRED_API_KEY", VALID_KEY)
+    monkeypatch.setenv("FRED_API_BASE_URL", f"http://127.0.0.1:{port}/fred")
+
+    report = fresh_run(tmp_path, series=("GDP",), retries=1)
+
+    assert (
+        report.results[0].describe()
+        == "failed: FRED series GDP: request failed (ConnectError) (gave up after 2 attempts)"
+    )
+    assert report.requests == 2
+
+
+def test_retry_after_as_an_http_date_through_an_injected_transport(tmp_path, project, monkeypatch):
+    """httpx.MockTransport: a Retry-After date in the past means "now"; the retry then succeeds."""
+    with FakeServer() as real, httpx.Client() as passthrough:
+        real.add(monthly("GDP"))
+        answers = iter([httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})])
+
+        def transport(request: httpx.Request) -> httpx.Response:
+            answer = next(answers, None)
+            if answer is not None:
+                return answer
+            return passthrough.get(str(request.url).replace("http://fred.test", real.url))
+
+        monkeypatch.setenv("FRED_API_KEY", VALID_KEY)
+        monkeypatch.setenv("FRED_API_BASE_URL", "http://fred.test/fred")
+        config = load_config(write_config(tmp_path, series=("GDP",)))
+        report = run(config, transport=httpx.MockTransport(transport))
+
+    assert report.results[0].describe() == "updated (+24 rows)" and report.requests == 3
+    assert len(real.requests) == 2

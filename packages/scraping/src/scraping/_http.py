@@ -95,8 +95,8 @@ class Fetcher:
                 response = self._client.get(target)
             except httpx.TimeoutException:
                 reason = f"no answer within {self._settings.timeout_s:g}s"
-            except httpx.TransportError as exc:
-                reason = f"connection failed ({type(exc).__name__})"
+            except httpx.RequestError as exc:  # its message may hold the URL, so only its kind is kept
+                reason = f"request failed ({type(exc).__name__})"
             else:
                 log.debug("GET %s -> %s", self.redact(str(response.url)), response.status_code)
                 status = response.status_code
