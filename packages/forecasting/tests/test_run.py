@@ -229,3 +229,22 @@ def test_packaged_config_is_found_and_complete(project):
     assert settings.select.combinations == ("weighted", "median")
     assert settings.upload.container == "forecasts"
     assert Path(settings.source).parent.name == "config"
+
+
+def test_an_interrupted_runs_staging_dir_is_cleared_and_never_published(make_predictions, monkeypatch):
+    make_predictions("p1")
+    stale = output_root() / ".r0.partial"
+    stale.mkdir(parents=True)
+    (stale / "report.html").write_text("half")
+    assert run_cli(monkeypatch, "r1") == 0
+    assert not stale.exists() and output_runs() == ["r1"]
+
+
+def test_an_existing_output_run_is_never_overwritten(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    before = (output_root() / "r1" / "forecasts.parquet").read_bytes()
+    make_predictions("p2", seed=2)
+    assert run_cli(monkeypatch, "r1") == 1
+    assert "already exists" in capsys.readouterr().err
+    assert (output_root() / "r1" / "forecasts.parquet").read_bytes() == before

@@ -153,3 +153,12 @@ def test_bad_container_name_names_the_variable(published, monkeypatch, capsys):
     monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x;AccountKey=eA==")
     assert main(["upload"]) == 3
     assert "AZURE_STORAGE_CONTAINER='Bad_Name'" in capsys.readouterr().err
+
+
+def test_unknown_run_and_malformed_connection_string(published, monkeypatch, capsys):
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=devstoreaccount1;secretvalue")
+    assert main(["upload", "--run", "r9"]) == 1
+    assert "no output run r9" in capsys.readouterr().err
+    assert main(["upload"]) == 6
+    err = capsys.readouterr().err
+    assert "item 2 is not Name=Value" in err and "secretvalue" not in err

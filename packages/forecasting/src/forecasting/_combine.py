@@ -68,7 +68,8 @@ def combine(
     for model in models[1:]:
         if not candidates[model].index.equals(index):
             raise ValueError(f"combine: {model!r} is not aligned with {models[0]!r} (different index)")
-    stacked = np.stack([candidates[m].loc[:, list(VALUES)].to_numpy(dtype=float) for m in models])
+    # Column by column: far cheaper than selecting a column list from each frame.
+    stacked = np.stack([np.column_stack([candidates[m][c].to_numpy(dtype=float) for c in VALUES]) for m in models])
     if method == "median":
         values = np.median(stacked, axis=0)
     else:
