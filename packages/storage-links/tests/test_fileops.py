@@ -1,0 +1,99 @@
+"""The careful file operations, including how they behave where a network share misbehaves."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+from storage_links import _fileops
+from storage_links._fileops import CopyError, copy_verified, exchange, partial_name, retry_busy
+
+
+def test_copy_verified_copies_bytes_mode_and_times(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    os.chmod(src, 0o640)
+    os.utime(src, ns=(1_000_000_000, 2_000_000_000))
+    dst = tmp_path / "share" / "dst.bin"
+    dst.parent.mkdir()
+    assert copy_verified(str(src), str(dst), partial_name(str(dst))) == src.stat().st_size
+    assert dst.read_bytes() == src.read_bytes()
+    assert dst.stat().st_mode & 0o777 == 0o640 and dst.stat().st_mtime_ns == 2_000_000_000
+    assert sorted(p.name for p in dst.parent.iterdir()) == ["dst.bin"]
+    assert src.exists()  # removing the source is the caller's step
+
+
+def test_copy_never_overwrites_an_existing_target(tmp_path):
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_text("new")
+    dst.write_text("precious")
+    with pytest.raises(CopyError, match="nothing overwritten"):
+        copy_verified(str(src), str(dst), partial_name(str(dst)))
+    assert dst.read_text() == "precious"
+
+
+def test_a_copy_that_reads_back_wrong_is_refused(tmp_path, monkeypatch):
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_text("data")
+    monkeypatch.setattr(_fileops, "sha256_of", lambda path, tick=None: (4, "not the digest"))
+    with pytest.raises(CopyError, match="read back differs"):
+        copy_verified(str(src), str(dst), partial_name(str(dst)))
+    assert not dst.exists() and not os.path.exists(partial_name(str(dst)))
+    assert src.read_text() == "data"
+
+
+def test_a_symlink_is_never_followed_as_a_source(tmp_path):
+    (tmp_path / "secret").write_text("outside")
+    (tmp_path / "link").symlink_to(tmp_path / "secret")
+    with pytest.raises(OSError) as info:
+        copy_verified(str(tmp_path / "link"), str(tmp_path / "dst"), str(tmp_path / ".dst.partial"))
+    assert info.value.errno == errno.ELOOP
+
+
+def test_busy_errors_are_retried(monkeypatch):
+    monkeypatch.setattr(_fileops, "_BUSY_RETRIES", (0, 0, 0))
+    calls = []
+
+    def flaky(value):
+        calls.append(value)
+        if len(calls) < 3:
+            raise PermissionError(errno.EACCES, "busy")
+        return value
+
+    assert retry_busy(flaky, "ok") == "ok" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(PermissionError):
+        retry_busy(lambda: (calls.append(1), (_ for _ in ()).throw(PermissionError("always")))[1])
+    assert len(calls) == 4  # three retries, then the last try's error
+
+
+def test_fsync_unsupported_by_the_file_system_is_tolerated(tmp_path, monkeypatch):
+    def no_fsync(fd):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_text("data")
+    copy_verified(str(src), str(dst), partial_name(str(dst)))
+    assert dst.read_text() == "data"
+
+
+def test_other_fsync_errors_stop_the_copy(tmp_path, monkeypatch):
+    def io_error(fd):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", io_error)
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_text("data")
+    with pytest.raises(OSError, match="I/O error"):
+        copy_verified(str(src), str(dst), partial_name(str(dst)))
+    assert not dst.exists()
+
+
+def test_exchange_swaps_a_directory_and_a_symlink(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    if not exchange(str(tmp_path / "link"), str(tmp_path / "dir")):
+        pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
+    assert (tmp_path / "dir").is_symlink() and (tmp_path / "link").is_dir()
