@@ -41,7 +41,11 @@ $(error DRY_RUN: '$(DRY_RUN)' must be 1 or 0)
 endif
 
 # One run id ties the stages' outputs and the log file together.
-RUN_ID ?= $(shell date -u +%Y%m%dT%H%M%SZ)-$(shell od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
+# Computed once (:=) and exported, so the sub-make for the stages sees the same id.
+ifndef RUN_ID
+RUN_ID := $(shell date -u +%Y%m%dT%H%M%SZ)-$(shell od -An -N2 -tx1 /dev/urandom | tr -d ' \n')
+endif
+export RUN_ID
 export PIPELINE_RUN_ID := $(RUN_ID)
 export PIPELINE_PROFILE := $(PROFILE)
 
