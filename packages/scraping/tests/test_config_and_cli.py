@@ -110,7 +110,7 @@ def test_rerun_says_unchanged_per_series(tmp_path, project, server, capsys):
     assert main(["run", "--config", config]) == 0
 
     err = capsys.readouterr().err
-    assert "scraping: fred/GDP: unchanged\n" in err and "1 series: 1 unchanged; 1 requests; 0 files written" in err
+    assert "scraping: fred/GDP: unchanged\n" in err and "1 series: 1 unchanged; 1 request; 0 files written" in err
 
 
 def test_series_option_is_validated(project, capsys):

@@ -62,7 +62,8 @@ class RunReport:
     def summary(self) -> str:
         counts = {s: sum(r.status == s for r in self.results) for s in ("updated", "unchanged", "failed", "planned")}
         parts = [f"{n} {s}" for s, n in counts.items() if n]
-        return f"{len(self.results)} series: {', '.join(parts) or 'none'}; {self.requests} requests"
+        requests = f"{self.requests} request{'' if self.requests == 1 else 's'}"
+        return f"{len(self.results)} series: {', '.join(parts) or 'none'}; {requests}"
 
 
 def run(
