@@ -6,8 +6,6 @@ Titles and units come from the dataset's own notes (statsmodels.datasets.macroda
 from __future__ import annotations
 
 import pandas as pd
-import statsmodels
-from statsmodels.datasets import macrodata
 
 SA = "Seasonally Adjusted Annual Rate"
 _CHAINED = "Billions of Chained 2005 Dollars"
@@ -42,6 +40,10 @@ SERIES: dict[str, tuple[str, str, str]] = {
 
 def load() -> dict[str, tuple[pd.DataFrame, dict]]:
     """key -> (frame with date and value, manifest metadata) for every bundled series."""
+    # Imported here: statsmodels takes seconds to import and only the offline run needs it.
+    import statsmodels
+    from statsmodels.datasets import macrodata
+
     data = macrodata.load_pandas().data
     # Quarters are dated by their first day, as FRED dates quarterly observations.
     dates = pd.PeriodIndex.from_fields(year=data["year"].astype(int), quarter=data["quarter"].astype(int), freq="Q")
