@@ -125,3 +125,11 @@ def test_choose_with_margin_keeps_the_combination_unless_a_model_is_clearly_bett
     assert choose(bt, 1.0, combinations=["median"], single_margin=0.05)[0].method == "median"
     assert choose(bt, 1.0, combinations=["median"], single_margin=0.0)[0].method == "b"
     assert choose(bt, 1.0, combinations=[], single_margin=0.05)[0].method == "b"
+
+
+def test_a_single_model_must_win_every_fold_to_replace_a_combination():
+    # On average "lucky" beats the median by far, but it loses fold 1: the evidence is mixed.
+    bt = backtest({"lucky": [[0.0, 0.0], [3, 3]], "b": [[4, 4], [2, 2]], "c": [[5, 5], [-2, -2]]})
+    choice, table = choose(bt, 1.0, combinations=["median"], single_margin=0.0)
+    assert table.loc["lucky", "mase"] < table.loc["median", "mase"]
+    assert choice.method == "median"

@@ -116,6 +116,13 @@ def evaluate(backtest: pd.DataFrame, scale: float, combinations: Iterable[str] =
     weights) so a combination is not flattered against single models. Returns one row per candidate:
     candidate, mase, smape, coverage80, coverage95, folds (index: candidate).
     """
+    return _evaluate(backtest, scale, combinations)[0]
+
+
+def _evaluate(
+    backtest: pd.DataFrame, scale: float, combinations: Iterable[str]
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """evaluate(), plus each candidate's MASE fold by fold."""
     wide = backtest.set_index(["fold", "step", "model"])[[*VALUES, "actual"]].unstack("model").dropna()
     if wide.empty:
         raise ValueError("evaluate: no (fold, step) point forecast by every model")
@@ -129,7 +136,7 @@ def evaluate(backtest: pd.DataFrame, scale: float, combinations: Iterable[str] =
         err = np.abs(actual - pred) / scale
         return np.array([err[folds == f].mean() for f in fold_ids])
 
-    single_fold_mase = {m: per_fold_mase(arrays[POINT][i]) for i, m in enumerate(models)}
+    fold_mase = {m: per_fold_mase(arrays[POINT][i]) for i, m in enumerate(models)}
     rows = {m: _score(actual, folds, fold_ids, {c: arrays[c][i] for c in VALUES}, scale) for i, m in enumerate(models)}
     if len(models) > 1:
         for method in combinations:
@@ -139,15 +146,16 @@ def evaluate(backtest: pd.DataFrame, scale: float, combinations: Iterable[str] =
                 combined = {c: np.empty_like(actual) for c in VALUES}
                 for k, fold in enumerate(fold_ids):
                     others = [j for j in range(len(fold_ids)) if j != k] or [k]
-                    w = inverse_score_weights({m: single_fold_mase[m][others].mean() for m in models})
+                    w = inverse_score_weights({m: fold_mase[m][others].mean() for m in models})
                     wv = np.array([w[m] for m in models])
                     mask = folds == fold
                     for c in VALUES:
                         combined[c][mask] = wv @ arrays[c][:, mask]
             rows[method] = _score(actual, folds, fold_ids, combined, scale)
+            fold_mase[method] = per_fold_mase(combined[POINT])
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "candidate"
-    return table
+    return table, fold_mase
 
 
 def choose(
@@ -158,11 +166,13 @@ def choose(
 ) -> tuple[Choice, pd.DataFrame]:
     """Pick the published forecast of one series by backtest MASE: the best model or a combination.
 
-    A single model wins only when its MASE is lower than the best combination's by more than
-    `single_margin` (a fraction). Returns the choice and the evaluation table it was made from.
+    A single model wins only when it beats the best combination on every fold and its MASE is lower
+    by more than `single_margin` (a fraction): picking the best of several noisy scores rewards luck,
+    and a combination is the safer bet when the evidence is mixed. Returns the choice and the
+    evaluation table it was made from.
     """
     combinations = tuple(combinations)
-    table = evaluate(backtest, scale, combinations)
+    table, fold_mase = _evaluate(backtest, scale, combinations)
     models = [c for c in table.index if c not in COMBINATIONS]
     single = table.loc[models, "mase"].idxmin()
     best, best_mase = single, float(table.at[single, "mase"])
@@ -170,7 +180,8 @@ def choose(
     if combos:
         combo = table.loc[combos, "mase"].idxmin()
         combo_mase = float(table.at[combo, "mase"])
-        if not best_mase < combo_mase * (1.0 - single_margin):
+        clear_win = best_mase < combo_mase * (1.0 - single_margin) and np.all(fold_mase[single] < fold_mase[combo])
+        if not clear_win:
             best, best_mase = combo, combo_mase
     if best == "weighted":
         weights = inverse_score_weights(table.loc[models, "mase"].to_dict())
