@@ -1,9 +1,12 @@
 """A process killed at any moment of init leaves a state that the next init completes, losing nothing.
 
-`crash_init.py` runs init and dies at its Nth file-system step, for every N up to
-the total; after each death the data must all still be somewhere, and a normal
-init must finish the job with every byte on the share. Then a few real SIGKILLs
-at random moments of a bigger migration.
+`crash_at(n)` runs init in a forked child process that dies (os._exit(137), as
+abrupt as SIGKILL) at its Nth file-system step, for every N up to the total.
+Steps are the calls that change the file system or make it durable, and each
+1 MiB chunk written, so a death can also land in the middle of a file's copy.
+After each death the data must all still be somewhere, and a normal init must
+finish the job with every byte on the share. The same for unlink. Then a few
+real SIGKILLs at random moments of a bigger migration.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from pathlib import Path
 import pytest
 from storage_links._lock import LOCK_NAME
 
-WRAPPER = Path(__file__).with_name("crash_init.py")
-BIG = os.urandom(2 * 1024 * 1024 + 12345)  # spans three 1 MiB chunks
+STEPS = ("write", "fsync", "rename", "replace", "unlink", "rmdir", "mkdir", "symlink", "utime", "chmod")
+BIG = os.urandom(1024 * 1024 + 12345)  # spans two 1 MiB chunks
 
 
 def local_files() -> dict[str, dict[str, bytes]]:
@@ -106,9 +109,50 @@ def finish(env, cli) -> None:
         assert result.code == 0 and "it records no owner" in result.err
 
 
-def crash_at(n: int, count_file: Path | None = None) -> subprocess.CompletedProcess:
-    extra = {"CRASH_AT": str(n), "CRASH_COUNT_FILE": str(count_file or "")}
-    return subprocess.run([sys.executable, str(WRAPPER)], env={**os.environ, **extra}, capture_output=True, text=True)
+def crash_at(n: int, command: str = "init") -> tuple[int, int]:
+    """Run `command` in a child that dies at its Nth step (n=0: never); return (exit code, steps taken)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: count steps, die at the Nth, never return into pytest
+        code = 70
+        try:
+            os.close(read_end)
+            code = _run_counting(n, command, write_end)
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        steps = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), int(steps or 0)
+
+
+def _run_counting(kill_at: int, command: str, report_fd: int) -> int:
+    from storage_links import _migrate, _unlink
+    from storage_links._cli import main
+
+    real_write = os.write
+    steps = 0
+
+    def counted(owner: object, name: str) -> None:
+        real = getattr(owner, name)
+
+        def step(*args, **kwargs):
+            nonlocal steps
+            steps += 1
+            if steps == kill_at:
+                os._exit(137)
+            return real(*args, **kwargs)
+
+        setattr(owner, name, step)
+
+    for name in STEPS:
+        counted(os, name)
+    counted(_migrate, "exchange")
+    counted(_unlink, "exchange")
+    code = main([command])
+    real_write(report_fd, str(steps).encode())
+    return code
 
 
 @pytest.fixture
@@ -137,21 +181,17 @@ def fresh(env, cli, tmp_path):
 def test_kill_at_every_step_of_a_migration(any_fs_env, cli, fresh, tmp_path):
     env = any_fs_env
     fresh()
-    count_file = tmp_path / "steps"
-    counted = crash_at(0, count_file)
-    assert counted.returncode == 0, counted.stderr
+    code, total = crash_at(0)
+    assert code == 0
     assert_complete(env)
-    total = int(count_file.read_text())
     assert total > 40  # lock, directories, every file's chunks, fsyncs, renames, removals, the swap
     rng = random.Random(1234)
     for n in range(1, total + 1):
         fresh()
-        proc = crash_at(n)
-        assert proc.returncode == 137, (n, proc.stderr)
+        assert crash_at(n)[0] == 137, n
         assert_nothing_lost(env)
         if n % 7 == 0:  # and a second death, during the recovery itself
-            again = crash_at(rng.randint(1, total))
-            assert again.returncode in (0, 137, 4), (n, again.stderr)
+            assert crash_at(rng.randint(1, total))[0] in (0, 137, 4), n
             assert_nothing_lost(env)
         finish(env, cli)
         assert_complete(env)
@@ -185,3 +225,47 @@ def test_real_sigkill_at_random_moments(any_fs_env, cli, fresh):
         for rel, content in files.items():
             assert (env.target() / rel).read_bytes() == content
         assert not extra.is_symlink()
+
+
+def test_kill_unlink_at_every_step(env, cli, fresh):
+    # unlink always copies (the share keeps its data), so one file-system layout covers it.
+
+    def linked_state() -> None:
+        fresh()
+        assert cli("init").code == 0
+
+    def assert_share_intact() -> None:
+        for name, files in local_files().items():
+            for rel, content in files.items():
+                if rel != "diff.txt":
+                    assert (env.target(f"alpha/{name}") / rel).read_bytes() == content
+
+    def assert_unlinked() -> None:
+        for name, files in local_files().items():
+            assert not env.local(name).is_symlink() and env.local(name).is_dir()
+            for rel, content in files.items():
+                if rel != "diff.txt":
+                    assert (env.local(name) / rel).read_bytes() == content
+        assert (env.local() / "diff.txt").read_bytes() == b"the share's version"
+        assert (env.local() / "output").is_dir()
+        assert not [p for p in env.local().parent.iterdir() if "storage-links" in p.name]
+
+    linked_state()
+    code, total = crash_at(0, command="unlink")
+    assert code == 0
+    assert_unlinked()
+    assert total > 20
+    for n in range(1, total + 1):
+        linked_state()
+        assert crash_at(n, command="unlink")[0] == 137, n
+        assert_share_intact()
+        if n % 2:  # finish the unlink
+            finish_cmd = cli("unlink")
+            if finish_cmd.code == 4 and age_empty_lock(env):
+                finish_cmd = cli("unlink")
+            assert finish_cmd.code == 0, (n, finish_cmd.err)
+            assert_unlinked()
+        else:  # or change one's mind and init again: the copies are identical, so nothing is set aside
+            finish(env, cli)
+            assert_complete(env)
+        assert_share_intact()

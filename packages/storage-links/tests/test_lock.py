@@ -154,3 +154,19 @@ def test_release_leaves_a_lock_that_someone_else_took(env):
     lock.release()
     assert (env.share / LOCK_NAME).exists()
     assert "taken over by another process" in lock.warnings[0]
+
+
+def test_release_retries_while_the_share_reports_the_lock_busy(env, monkeypatch):
+    lock = ShareLock(str(env.share), "init")
+    lock.acquire()
+    real_unlink, calls = os.unlink, []
+
+    def busy_once(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise PermissionError(13, "busy")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", busy_once)
+    lock.release()
+    assert len(calls) == 2 and not (env.share / LOCK_NAME).exists() and lock.warnings == []

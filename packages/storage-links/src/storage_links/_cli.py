@@ -316,22 +316,24 @@ def cmd_unlink(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> N
     from storage_links._lock import ShareLock
     from storage_links._unlink import unlink_link
 
+    results = [{"link": lp.label, "local": lp.local, "copied_files": 0, "state": "directory"} for lp in plan.links]
+    doc["links"] = results
+    if not any(lp.state != "directory" or lp.leftovers for lp in plan.links):
+        return  # already plain directories: a re-run changes nothing
     lock = ShareLock(share, "unlink", break_lock=bool(opts.get("--break-lock")))
     lock.acquire()
     doc["warnings"] = lock.warnings
-    results = []
     try:
-        for lp in plan.links:
-            if lp.state == "directory" and not lp.leftovers:
-                results.append({"link": lp.label, "local": lp.local, "copied_files": 0, "state": "directory"})
-                continue
-            copied = unlink_link(lp, lock) if lp.state != "directory" else 0
-            results.append({"link": lp.label, "local": lp.local, "copied_files": copied, "state": "directory"})
-            if not as_json:
-                print(f"✓ Unlinked: {lp.label} -> {lp.local} ({copied} file(s) copied back; the share keeps its copy)")
+        for lp, result in zip(plan.links, results, strict=True):
+            was_linked = lp.state != "directory"
+            result["copied_files"] = unlink_link(lp, lock)
+            if was_linked and not as_json:
+                print(
+                    f"✓ Unlinked: {lp.label} -> {lp.local} "
+                    f"({result['copied_files']} file(s) copied back; the share keeps its copy)"
+                )
     finally:
         lock.release()
-    doc["links"] = results
 
 
 _COMMAND_FUNCS = {"init": cmd_init, "validate": cmd_validate, "status": cmd_status, "unlink": cmd_unlink}

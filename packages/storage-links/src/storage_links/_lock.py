@@ -113,8 +113,17 @@ class ShareLock:
         except OSError:
             return
         if ours:
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)
+            for delay in (0.05, 0.2, 0.8, None):  # SMB may report the just-closed file busy for a moment
+                try:
+                    os.unlink(self.path)
+                    break
+                except PermissionError:
+                    if delay is None:
+                        self.warnings.append(f"{self.path}: could not remove the lock; the next init breaks it")
+                        break
+                    time.sleep(delay)
+                except OSError:
+                    break
         else:
             self.warnings.append(f"{self.path}: the lock was taken over by another process while this one worked")
 

@@ -70,11 +70,31 @@ def check_share(share: str, *, require_mount: bool) -> list[str]:
     if not os.path.isdir(share):
         return [f"share {share} is not a directory"]
     problems = []
-    if require_mount and not os.path.ismount(share):
+    if require_mount and not is_mount_point(share):
         problems.append(f"share {share} is not a mount point (--require-mount)")
     if not os.access(share, os.W_OK | os.X_OK):
         problems.append(f"share {share} is read-only")
     return problems
+
+
+def is_mount_point(path: str) -> bool:
+    """os.path.ismount, or listed in /proc/self/mountinfo (which also knows bind mounts within one device)."""
+    if os.path.ismount(path):
+        return True
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+            points = [line.split()[4] for line in fh if len(line.split()) > 4]
+    except OSError:
+        return False
+    return any(_unescape_mountinfo(p) == real for p in points)
+
+
+def _unescape_mountinfo(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    for escaped, char in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        field = field.replace(escaped, char)
+    return field
 
 
 def plan_init(declared: list[Declared], share: str, *, require_mount: bool = False) -> Plan:

@@ -15,7 +15,7 @@ import shutil
 import stat
 
 from storage_links._errors import StorageLinksError
-from storage_links._fileops import copy_verified, exchange, fsync_dir, partial_name, retry_busy
+from storage_links._fileops import Staged, commit, exchange, fsync_dir, make_durable, partial_name, retry_busy, stage
 from storage_links._lock import ShareLock
 from storage_links._plan import UNLINK_COPY, LinkPlan, reserved
 
@@ -25,9 +25,11 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
     copy = reserved(lp.local, UNLINK_COPY)
     for path in lp.leftovers:
         if os.path.islink(path):
-            retry_busy(os.unlink, path)  # the symlink itself, never what it points to
+            retry_busy(os.unlink, path)  # the old link, swapped out; never what it points to
         elif os.path.isdir(path):
             shutil.rmtree(path)  # an interrupted copy of ours; the share still holds the data
+    if lp.state == "directory":
+        return 0  # already unlinked; only the leftovers needed removing
     os.mkdir(copy)
     copied = 0
     for source in lp.sources:
@@ -46,17 +48,26 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
 
 
 def _copy_tree(src_dir: str, dst_dir: str, lock: ShareLock) -> int:
-    copied = 0
-    for entry in sorted(os.scandir(src_dir), key=lambda e: e.name):
-        dst = os.path.join(dst_dir, entry.name)
+    """Copy one directory's files as a batch (one flush for all), then recurse into its subdirectories."""
+    entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
+    batch: list[Staged] = []
+    for entry in entries:
         lock.heartbeat()
         mode = entry.stat(follow_symlinks=False).st_mode
-        if stat.S_ISDIR(mode):
+        if stat.S_ISREG(mode):
+            dst = os.path.join(dst_dir, entry.name)
+            batch.append(stage(entry.path, dst, partial_name(dst), lock.heartbeat))
+        elif not stat.S_ISDIR(mode):
+            raise StorageLinksError(f"{entry.path}: appeared on the share after planning and is not a plain file")
+    if batch:
+        make_durable(batch)
+        for item in batch:
+            commit(item, lock.heartbeat)
+        fsync_dir(dst_dir)
+    copied = len(batch)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            dst = os.path.join(dst_dir, entry.name)
             os.mkdir(dst)
             copied += _copy_tree(entry.path, dst, lock)
-        elif stat.S_ISREG(mode):
-            copy_verified(entry.path, dst, partial_name(dst), lock.heartbeat)
-            copied += 1
-        else:
-            raise StorageLinksError(f"{entry.path}: appeared on the share after planning and is not a plain file")
     return copied
