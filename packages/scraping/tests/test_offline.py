@@ -40,7 +40,7 @@ def test_offline_rerun_rewrites_nothing(project, capsys):
     assert main(["run"]) == 0
 
     assert snapshot(project) == before
-    assert "12 unchanged; 0 requests; 0 files written" in capsys.readouterr().err
+    assert "12 series (offline: bundled dataset): 12 unchanged; 0 requests; 0 files written" in capsys.readouterr().err
 
 
 def test_offline_run_keeps_series_fetched_earlier(project):

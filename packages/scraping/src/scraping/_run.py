@@ -63,7 +63,8 @@ class RunReport:
         counts = {s: sum(r.status == s for r in self.results) for s in ("updated", "unchanged", "failed", "planned")}
         parts = [f"{n} {s}" for s, n in counts.items() if n]
         requests = f"{self.requests} request{'' if self.requests == 1 else 's'}"
-        return f"{len(self.results)} series: {', '.join(parts) or 'none'}; {requests}"
+        offline = " (offline: bundled dataset)" if self.offline else ""
+        return f"{len(self.results)} series{offline}: {', '.join(parts) or 'none'}; {requests}"
 
 
 def run(
