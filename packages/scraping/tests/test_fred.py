@@ -102,6 +102,17 @@ def test_429_waits_at_least_retry_after_then_succeeds(tmp_path, project, server)
     assert report.requests == 3
 
 
+def test_retry_after_longer_than_max_backoff_fails_the_series_without_waiting(tmp_path, project, server):
+    server.script("GDP", Fault(status=429, headers={"Retry-After": "3600"}))
+
+    report = fresh_run(tmp_path, series=("GDP", "UNRATE"))
+
+    assert report.results[0].detail == (
+        "FRED series GDP: HTTP 429; asked to retry after 3600s, more than http.max_backoff_s (gave up after 1 attempt)"
+    )
+    assert report.results[1].status == "updated" and report.requests == 3
+
+
 def test_500s_are_retried_with_backoff(tmp_path, project, server):
     server.script("CPIAUCSL", Fault(status=500), Fault(status=503))
 

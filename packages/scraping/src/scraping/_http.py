@@ -115,7 +115,8 @@ class Fetcher:
                 break
             log.info("%s: %s; retry %d/%d in %.2fs", what, self.redact(reason), attempt + 1, attempts - 1, delay)
             time.sleep(delay)
-        raise RetriesExhausted(self.redact(f"{what}: {reason} (gave up after {attempt + 1} attempts)"))
+        tries = f"{attempt + 1} attempt{'' if attempt == 0 else 's'}"
+        raise RetriesExhausted(self.redact(f"{what}: {reason} (gave up after {tries})"))
 
     def _delay(self, attempt: int, retry_after: float | None) -> float | None:
         # Exponential backoff with jitter spreads retries out; the server's Retry-After is a floor.
