@@ -60,11 +60,13 @@ def write_predictions(
     latest: bool = True,
     failed: dict[str, str] | None = None,
     without_forecasts: tuple[str, ...] = (),
+    without_backtests: tuple[str, ...] = (),
 ) -> Path:
     """Write predictions/<run>/ like modelling does: the Parquet files, then run.json, then LATEST.
 
     series: name -> frequency code ("MS" monthly, "QS" quarterly). complete=False leaves out
-    run.json (a killed run); without_forecasts drops those series from forecasts.parquet only.
+    run.json (a killed run); without_forecasts drops those series from forecasts.parquet only,
+    without_backtests from backtests.parquet only (a series too short to backtest).
     """
     series = series or {"GDP": "QS", "UNRATE": "MS", "CPI": "MS"}
     rng = np.random.default_rng(seed)
@@ -94,7 +96,8 @@ def write_predictions(
                 rows = _model_rows(name, model, actual + bias[model], dates[origin : origin + h], noise[model], rng)
                 rows.insert(2, "fold", fold)
                 rows.insert(5, "actual", actual)
-                backtests.append(rows)
+                if name not in without_backtests:
+                    backtests.append(rows)
                 mase_folds.append(np.mean(np.abs(rows["mean"] - actual)))
             scores.append({"series": name, "model": model, "mase": float(np.mean(mase_folds)), "smape": 1.0,
                            "coverage80": 0.8, "coverage95": 0.95, "folds": folds})  # fmt: skip

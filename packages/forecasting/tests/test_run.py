@@ -248,3 +248,12 @@ def test_an_existing_output_run_is_never_overwritten(make_predictions, monkeypat
     assert run_cli(monkeypatch, "r1") == 1
     assert "already exists" in capsys.readouterr().err
     assert (output_root() / "r1" / "forecasts.parquet").read_bytes() == before
+
+
+def test_series_without_backtest_publishes_the_best_model_by_modellings_scores(make_predictions, monkeypatch):
+    make_predictions("p1", without_backtests=("GDP",))
+    assert run_cli(monkeypatch, "r1") == 0
+    forecasts = pd.read_parquet(output_root() / "r1" / "forecasts.parquet")
+    scores = pd.read_parquet(predictions_root() / "p1" / "scores.parquet")
+    best = scores[scores.series == "GDP"].sort_values("mase")["model"].iloc[0]
+    assert forecasts.loc[forecasts.series == "GDP", "models"].unique().tolist() == [best]
