@@ -94,18 +94,22 @@ def modelling_fingerprint() -> str:
     return digest.hexdigest()[:16]
 
 
-def candidate_fits(name: str, series: list[dict], spec: dict, workers: int, fresh: bool) -> dict:
+def candidate_fits(name: str, series: list[dict], spec: dict, workers: int, fresh: bool) -> tuple[dict, dict]:
+    """Every working candidate's forecasts at every origin, and the candidates left out (with why)."""
     cache_file = CACHE / f"{name}.pkl"
     cache = pickle.loads(cache_file.read_bytes()) if cache_file.is_file() and not fresh else {}
     cache = {k: v for k, v in cache.items() if isinstance(v, np.ndarray)}  # failures are tried again
     m, h = spec["m"], spec["h"]
+    # A candidate that fails on the first two series is broken, not unlucky: fitting it everywhere
+    # would only burn CPU, so it is left out and reported.
+    probes = {c: [fit((s["id"], c, s["x"], m, h))[1] for s in series[:2]] for c in CANDIDATES}
+    broken = {c: r[0] for c, r in probes.items() if all(isinstance(x, str) for x in r)}
+    working = [c for c in CANDIDATES if c not in broken]
     tasks = []
     for s in series:
         for length in [len(s["x"]), *origins(len(s["x"]), m, h)]:
-            tasks += [
-                (s["id"], model, s["x"][:length], m, h) for model in CANDIDATES if (s["id"], model, length) not in cache
-            ]
-    print(f"{name}: {len(tasks)} candidate fits to run ({len(cache)} cached)", file=sys.stderr)
+            tasks += [(s["id"], c, s["x"][:length], m, h) for c in working if (s["id"], c, length) not in cache]
+    print(f"{name}: {len(tasks)} candidate fits to run ({len(cache)} cached); left out: {broken}", file=sys.stderr)
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for k, (key, value) in enumerate(pool.map(fit, tasks, chunksize=4), start=1):
@@ -114,7 +118,7 @@ def candidate_fits(name: str, series: list[dict], spec: dict, workers: int, fres
                 CACHE.mkdir(parents=True, exist_ok=True)
                 cache_file.write_bytes(pickle.dumps(cache))
                 print(f"  {k}/{len(tasks)} fits, {time.perf_counter() - started:.0f} s", file=sys.stderr)
-    return cache
+    return cache, broken
 
 
 def publish(s: dict, spec: dict, fits: dict, settings) -> dict:
@@ -175,7 +179,7 @@ def references(series: list[dict], spec: dict) -> dict[str, float]:
 
 def accuracy(name: str, spec: dict, sample: int, limit: int | None, workers: int, fresh: bool) -> dict:
     series = load_m3(spec)[::sample][:limit]
-    fits = candidate_fits(name, series, spec, workers, fresh)
+    fits, broken = candidate_fits(name, series, spec, workers, fresh)
     failures = {k: v for k, v in fits.items() if isinstance(v, str) and k[0] in {s["id"] for s in series}}
     settings = forecasting.load_settings().select  # the stage's own margin and combinations
     per_series = pd.DataFrame([publish(s, spec, fits, settings) for s in series])
@@ -196,6 +200,7 @@ def accuracy(name: str, spec: dict, sample: int, limit: int | None, workers: int
         "published_coverage80": float(per_series["cov80"].mean()),
         "published_coverage95": float(per_series["cov95"].mean()),
         "backtest_folds_mean": float(per_series["folds"].mean()),
+        "candidates_left_out": broken,
         "candidate_failures": len(failures),
         "candidate_failure_examples": sorted({v for v in failures.values()})[:5],
     }
@@ -220,7 +225,7 @@ def stage_speed(spec: dict, sample: int, limit: int | None) -> dict:
     series = load_m3(spec)[::sample][:limit]
     cache = {}
     for file in CACHE.glob("monthly.pkl"):
-        cache = pickle.loads(file.read_bytes())
+        cache = {k: v for k, v in pickle.loads(file.read_bytes()).items() if isinstance(v, np.ndarray)}
     m, h = spec["m"], spec["h"]
     with tempfile.TemporaryDirectory() as tmp:
         root = scaffold_project(Path(tmp), [ROOT / "packages" / "forecasting", ROOT / "packages" / "modelling"])
@@ -304,7 +309,8 @@ def markdown(results: dict) -> list[str]:
         lines += ["", f"Published: {res['published_methods']}; interval coverage on the test part "
                   f"{res['published_coverage80']:.0%} (80%), {res['published_coverage95']:.0%} (95%); "
                   f"{res['backtest_folds_mean']:.1f} backtest folds per series on average; "
-                  f"{res['candidate_failures']} candidate fits failed.", ""]  # fmt: skip
+                  f"{res['candidate_failures']} candidate fits failed; left out as broken: "
+                  f"{res['candidates_left_out'] or 'none'}.", ""]  # fmt: skip
     lines += ["## speed", "", *[f"- {k}: {v}" for k, v in results["speed"].items()], "",
               f"Versions: {results['versions']}; modelling sources {results['modelling_sources']}."]  # fmt: skip
     return lines
