@@ -162,10 +162,16 @@ def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str]) -> None:
         path = os.path.join(path, part)
         wanted.append(path)
     wanted.extend(os.path.join(lp.target, sub) for sub in lp.link[4])
+    missing: list[str] = []
     for path in wanted:
+        if any(path.startswith(m + os.sep) for m in missing):
+            # Nothing can be below a missing directory; on a network share each look is a round trip.
+            lp.make_dirs.append(path)
+            continue
         try:
             mode = os.lstat(path).st_mode
         except FileNotFoundError:
+            missing.append(path)
             lp.make_dirs.append(path)
             continue
         except NotADirectoryError:
