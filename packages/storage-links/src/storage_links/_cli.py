@@ -49,6 +49,8 @@ storage-links never follows one out of the tree), a share that is missing, not a
 directory, read-only, or (with --require-mount) not a mount point. A name present
 on both sides with different content is not a conflict: the share's version is
 kept and the local one is saved beside it as <name>.local-conflict-<UTC time>.
+A contract that names a path outside its package (or the share) is refused
+before anything is looked at (exit 5), naming the pyproject.toml and the key.
 
 lock: init and unlink hold <share>/.storage-links.lock (created with O_EXCL) while
 they change anything, touching it every 30 s. A lock whose owner ran on this host
