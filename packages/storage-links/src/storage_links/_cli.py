@@ -56,7 +56,8 @@ lock: init and unlink hold <share>/.storage-links.lock (created with O_EXCL) whi
 they change anything, touching it every 30 s. A lock whose owner ran on this host
 and is gone, that was not touched for 10 minutes, or that records no owner and is
 older than 2 s, is stale: it is broken automatically with a warning naming its
-owner and age. Any other lock fails with exit 4 naming its owner and age.
+owner and age. Any other lock fails with exit 4 naming its owner and age;
+--break-lock breaks it anyway (only when you know its owner is dead).
 
 exit codes: 0 ok, 1 file-system error, 2 validation failed, 3 conflicts,
 4 lock held, 5 contract error, 6 share problem, 64 usage error.
