@@ -22,7 +22,7 @@ from storage_links import Link, links
 from storage_links.testing import scaffold_project
 
 from tests import _smb
-from tests._smb import SmbShare, SmbUnavailable, fuse_mounts, session_members
+from tests._smb import SmbShare, SmbUnavailable, fresh_dir, fuse_mounts, session_members
 
 pytestmark = pytest.mark.smb
 
@@ -175,8 +175,15 @@ def _cli() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "storage_links"]
 
 
+def _env(root: Path, share: Path) -> dict[str, str]:
+    # storage-links caches parsed contracts under XDG_CACHE_HOME: keep that in the test's own tree.
+    cache = root.parent / "xdg-cache"
+    cache.mkdir(exist_ok=True)  # made here, not by the first run, so that every run takes the same steps
+    return {**os.environ, "PIPELINE_ROOT": str(root), "FILESHARE_ROOT": str(share), "XDG_CACHE_HOME": str(cache)}
+
+
 def _run(command: str, root: Path, share: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIPELINE_ROOT": str(root), "FILESHARE_ROOT": str(share)}
+    env = _env(root, share)
     return subprocess.run(
         [*_cli(), command, *args], env=env, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, cwd=root
     )
@@ -334,3 +341,88 @@ def test_require_mount_accepts_the_mounted_share_and_refuses_a_plain_dir(
     assert sorted(accepted.stdout.splitlines()) == _verified_lines(links(project), share_mount_point)
     for link in links(project):
         assert smb_server.server_path(link.target(smb_share)).is_dir()
+
+
+# Runs `storage-links init` and dies with os._exit (as under SIGKILL: no cleanup runs) at its Nth
+# file-system step; with N = 0 it dies nowhere and reports how many steps there were.
+_CRASHING_INIT = """
+import os, sys
+from storage_links._cli import main
+kill_at, steps = int(sys.argv[1]), 0
+def counted(name):
+    real = getattr(os, name)
+    def step(*args, **kwargs):
+        global steps
+        steps += 1
+        if steps == kill_at:
+            os._exit(137)
+        return real(*args, **kwargs)
+    setattr(os, name, step)
+for name in ("write", "fsync", "rename", "replace", "unlink", "rmdir", "mkdir", "symlink", "utime", "chmod"):
+    counted(name)
+code = main(["init"])
+print(f"steps={steps}", file=sys.stderr)
+sys.exit(code)
+"""
+LOCK_NAME = ".storage-links.lock"  # documented in `storage-links --help`
+CRASH_POINTS = 12
+
+
+def _crashing_init(kill_at: int, root: Path, share: Path) -> subprocess.CompletedProcess[str]:
+    # Every root is new to the contract cache, so the counting run and each crashing run take the same steps.
+    return subprocess.run(
+        [sys.executable, "-c", _CRASHING_INIT, str(kill_at)],
+        env=_env(root, share),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        cwd=root,
+    )
+
+
+@pytest.mark.slow
+def test_init_killed_anywhere_over_smb_loses_nothing_and_the_next_init_finishes(
+    smb_server: SmbShare, smb_share: Path, tmp_path: Path
+) -> None:
+    packages = sorted(p for p in (REPO / "packages").iterdir() if (p / "pyproject.toml").is_file())
+    counting_root = scaffold_project(tmp_path / "counting", packages)
+    _seed(links(counting_root))
+    counted = _crashing_init(0, counting_root, fresh_dir(smb_share, "counting"))
+    assert counted.returncode == 0, counted.stderr
+    total = int(counted.stderr.rsplit("steps=", 1)[1])
+    assert total > CRASH_POINTS
+    # Spread evenly over the whole migration, first and last step included.
+    points = sorted({1 + i * (total - 1) // (CRASH_POINTS - 1) for i in range(CRASH_POINTS)})
+
+    for kill_at in points:
+        root = scaffold_project(tmp_path / f"at-{kill_at}", packages)
+        share = fresh_dir(smb_share, f"at-{kill_at}")
+        declared = links(root)
+        expected = _seed(declared)
+
+        crashed = _crashing_init(kill_at, root, share)
+        assert crashed.returncode == 137, f"step {kill_at}: {crashed.stderr}"
+        for rel, content in expected.items():
+            link = next(lk for lk in declared if rel.startswith(f"{lk.share_rel}/"))
+            local = link.local / rel.removeprefix(f"{link.share_rel}/")
+            on_share = smb_server.server_path(share / rel)
+            assert any(p.is_file() and p.read_bytes() == content for p in (local, on_share)), f"step {kill_at}: {rel}"
+
+        lock = share / LOCK_NAME
+        if lock.exists() and not lock.read_bytes():
+            # Killed between creating the lock and writing its owner: stale after 2 s; age it, don't wait.
+            then = time.time() - 10
+            os.utime(lock, (then, then))
+        finished = _run("init", root, share)
+        assert finished.returncode == 0, f"step {kill_at}: {finished.stderr}"
+        assert sorted(finished.stdout.splitlines()) == _verified_lines(declared, share)
+        for rel, content in expected.items():
+            assert smb_server.server_path(share / rel).read_bytes() == content, f"step {kill_at}: {rel}"
+        server_tree = _tree(smb_server.server_path(share))
+        assert {rel for rel, (kind, _) in server_tree.items() if kind == "file"} == set(expected), f"step {kill_at}"
+        assert not [rel for rel, (kind, _) in server_tree.items() if kind == "link"]
+        # Nor any of the reserved ".<name>.storage-links-*" names beside the links.
+        reserved = [
+            n for _d, dirs, names in os.walk(root) for n in dirs + names if n.startswith(".") and "storage-links" in n
+        ]
+        assert not reserved, f"step {kill_at}"
