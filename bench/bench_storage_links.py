@@ -206,7 +206,18 @@ def to_markdown(doc: dict) -> str:
         ]
         for name, r in mig["results"].items():
             lines.append(f"| `{name}` | {r['median_ms']} | {r['ratio_of_medians']} | {r['median_paired_ratio']} |")
-    lines += ["", f"Command: `{doc['command']}`", ""]
+    lines += [
+        "",
+        "Notes: the start-up cases run with the package's bytecode compiled, as an installed wheel has it (the",
+        "last row shows the cost without). `python -m` pays for runpy; the console script is what `make`, the",
+        "container entrypoint and the health check call. A share on the same file system (./local_fileshare)",
+        "is filled by renames. A share on another file system gets verified copies, and then the local copies",
+        "must be deleted, as in any move: the `rm -r` row is that deletion alone on this disk, and",
+        "`cp -a + sync + rm -r` is a move done by hand, the fair yardstick for that case.",
+        "",
+        f"Command: `{doc['command']}`",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -51,10 +51,9 @@ class LinkPlan:
 
 
 class Plan:
-    __slots__ = ("conflicts", "links", "share", "share_problems")
+    __slots__ = ("conflicts", "links", "share_problems")
 
-    def __init__(self, share: str) -> None:
-        self.share = share
+    def __init__(self) -> None:
         self.links: list[LinkPlan] = []
         self.conflicts: list[str] = []
         self.share_problems: list[str] = []
@@ -98,7 +97,7 @@ def _unescape_mountinfo(field: str) -> str:
 
 
 def plan_init(declared: list[Declared], share: str, *, require_mount: bool = False) -> Plan:
-    plan = Plan(share)
+    plan = Plan()
     plan.share_problems = check_share(share, require_mount=require_mount)
     for link in declared:
         lp = LinkPlan(link, share)
@@ -219,7 +218,7 @@ def _walk_source(lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str],
 
 
 def plan_unlink(declared: list[Declared], share: str) -> Plan:
-    plan = Plan(share)
+    plan = Plan()
     for link in declared:
         lp = LinkPlan(link, share)
         plan.links.append(lp)
