@@ -115,6 +115,7 @@ def main() -> None:
     logging.disable(logging.CRITICAL)
     os.environ.update({"FRED_API_KEY": VALID_KEY, "PIPELINE_PROFILE": "local"})
     results = {}
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp, FakeServer() as server:
         base = Path(tmp)
         server.add(*(make_series(i) for i in range(SERIES)))
@@ -126,9 +127,11 @@ def main() -> None:
                 name = f"{fmt}, latency {latency * 1000:g} ms"
                 results[name] = measure(server, base, ids, fmt)
                 print(name, results[name], file=sys.stderr)
+    load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     libraries = {lib: version(lib) for lib in ("httpx", "fredapi", "pandas", "pyarrow", "selectolax", "statsmodels")}
     lines = [
         f"Libraries: {', '.join(f'{k} {v}' for k, v in libraries.items())}.",
+        f"1-minute load average {load['before']} before, {load['after']} after (the machine is shared).",
         "",
         f"{SERIES} FRED series (40 monthly x 600 obs, 10 business-daily x ~5200 obs) from the loopback fake server",
         "(packages/scraping/tests/fake_servers.py), rate limiter off. Stage = `scraping.run()` in-process (fetch,",
@@ -155,7 +158,7 @@ def main() -> None:
         "",
         "Command: `make bench` (or `.venv/bin/python bench/bench_scraping.py`; BENCH_ROUNDS=N to change rounds).",
     ]
-    record("scraping", {"libraries": libraries, "rounds": ROUNDS, "results": results}, lines)
+    record("scraping", {"libraries": libraries, "load_average": load, "rounds": ROUNDS, "results": results}, lines)
 
 
 if __name__ == "__main__":
