@@ -21,7 +21,7 @@ from scraping._errors import RequestRejected, RetriesExhausted
 
 log = logging.getLogger(__name__)
 REDACTED = "***"
-USER_AGENT = "financial-forecasting-scraper/0.1 (+https://github.com/; polite batch client)"
+USER_AGENT = "financial-forecasting-scraper/0.1 (batch pipeline, rate-limited)"
 
 for _noisy in ("httpx", "httpcore"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
