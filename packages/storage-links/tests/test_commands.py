@@ -233,3 +233,27 @@ def test_console_script_and_module_entry_points(env):
         assert json.loads(proc.stdout)["command"] == "status"
         proc = subprocess.run([*command, "validate"], capture_output=True, text=True)
         assert proc.returncode == 2 and proc.stderr.startswith("storage-links: logs:")
+
+
+@pytest.mark.parametrize(("command", "kind"), [("init", "link"), ("unlink", "unlink")])
+def test_a_symlink_at_a_reserved_name_is_removed_never_followed(env, cli, tmp_path, command, kind):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "sentinel").write_text("must survive")
+    if command == "unlink":
+        assert cli("init").code == 0
+    leftover = env.local().parent / f".data.storage-links-{kind}"
+    leftover.symlink_to(outside)
+    result = cli(command)
+    assert result.code == 0, result.err
+    assert not os.path.lexists(leftover)
+    assert (outside / "sentinel").read_text() == "must survive"
+
+
+def test_dry_run_json_lists_the_actions(env, cli, snapshot):
+    env.local().mkdir()
+    before = snapshot(env.root, env.share)
+    doc = json.loads(cli("--json", "init", "--dry-run").out)
+    assert doc["ok"] is True and doc["dry_run"] is True
+    assert f"alpha/data: would replace the directory {env.local()} by a symlink to {env.target()}" in doc["actions"]
+    assert snapshot(env.root, env.share) == before
