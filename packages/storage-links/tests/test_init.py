@@ -277,3 +277,18 @@ def test_the_real_contracts(tmp_path, monkeypatch, cli):
     for link in links():
         assert os.readlink(link.local) == str(link.target(share))
         assert all((link.target(share) / sub).is_dir() for sub in link.subdirs)
+
+
+def test_a_share_inside_the_data_directory_is_refused(env, cli, monkeypatch, snapshot):
+    # Moving files "onto the share" would move them into themselves; dropping "identical" ones would lose them.
+    fill(env.local(), {"x": b"x"})
+    inner = env.local() / "share"
+    inner.mkdir()
+    monkeypatch.setenv("FILESHARE_ROOT", str(inner))
+    before = snapshot(env.root)
+    result = cli("init")
+    assert result.code == 3
+    assert (
+        f"alpha/data: {env.local()} and the share directory {inner / 'alpha' / 'data'} are the same place" in result.err
+    )
+    assert snapshot(env.root) == before

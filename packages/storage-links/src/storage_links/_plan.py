@@ -128,7 +128,10 @@ def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
             lp.state = "directory"
             lp.sources.append(lp.local)
             if _same_or_nested(lp.local, lp.target):
-                conflicts.append(f"{lp.label}: {lp.local} and the share directory {lp.target} are the same place")
+                conflicts.append(
+                    f"{lp.label}: {lp.local} and the share directory {lp.target} overlap; "
+                    f"data would be moved into itself"
+                )
         else:
             lp.state = "not-a-directory"
             conflicts.append(
