@@ -288,7 +288,6 @@ def test_a_share_inside_the_data_directory_is_refused(env, cli, monkeypatch, sna
     before = snapshot(env.root)
     result = cli("init")
     assert result.code == 3
-    assert (
-        f"alpha/data: {env.local()} and the share directory {inner / 'alpha' / 'data'} are the same place" in result.err
-    )
+    target = inner / "alpha" / "data"
+    assert f"alpha/data: {env.local()} and the share directory {target} overlap" in result.err
     assert snapshot(env.root) == before
