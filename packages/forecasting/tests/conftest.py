@@ -11,12 +11,8 @@ import itertools
 import json
 import os
 import re
-import shutil
-import signal
 import socket
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +22,14 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from storage_links import data_dir
 from storage_links.testing import scaffold_project
+
+from packages.forecasting.tests.azurite import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    AzuriteFailed,
+    AzuriteUnavailable,
+    running_azurite,
+)
 
 PACKAGE_DIR = Path(__file__).parents[1]
 MODELLING_DIR = Path(__file__).parents[2] / "modelling"
@@ -134,59 +138,17 @@ def _model_rows(name: str, model: str, centre, dates, sigma: float, rng) -> pd.D
 
 # ---- Azurite and a connection-cutting proxy for the upload tests ---------------------------------
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-# Azurite's documented, public development key: not a secret.
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-
-
-def _azurite_binary() -> str | None:
-    candidates = [
-        os.environ.get("AZURITE_BLOB_BIN"),
-        str(Path(__file__).parents[3] / ".cache" / "node" / "node_modules" / ".bin" / "azurite-blob"),
-        shutil.which("azurite-blob"),
-    ]
-    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's blob service on a loopback port, in its own session; yields its blob endpoint."""
-    binary = _azurite_binary()
-    if binary is None:
-        pytest.skip("azurite-blob not found (scripts/install-test-services.sh installs it into .cache/node)")
-    port = free_port()
-    location = tmp_path_factory.mktemp("azurite")
-    log_file = (location / "azurite.out").open("wb")
-    args = ["--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location), "--loose"]
-    proc = subprocess.Popen(
-        [binary, *args, "--skipApiVersionCheck"],
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"azurite did not start: {(location / 'azurite.out').read_text()[-500:]}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log_file.close()
+        with running_azurite(tmp_path_factory.mktemp("azurite")) as endpoint:
+            yield endpoint
+    except AzuriteUnavailable as exc:
+        pytest.skip(str(exc))
+    except AzuriteFailed as exc:
+        pytest.fail(str(exc))
 
 
 class CuttingProxy:
