@@ -6,8 +6,9 @@ import errno
 import os
 
 import pytest
-from storage_links import _fileops
-from storage_links._fileops import CopyError, copy_verified, exchange, partial_name, retry_busy
+from storage_links import _busy, _fileops
+from storage_links._busy import retry_busy
+from storage_links._fileops import CopyError, copy_verified, exchange, partial_name
 
 
 def test_copy_verified_copies_bytes_mode_and_times(tmp_path):
@@ -52,7 +53,7 @@ def test_a_symlink_is_never_followed_as_a_source(tmp_path):
 
 
 def test_busy_errors_are_retried(monkeypatch):
-    monkeypatch.setattr(_fileops, "_BUSY_RETRIES", (0, 0, 0))
+    monkeypatch.setattr(_busy, "_DELAYS", (0, 0, 0))
     calls = []
 
     def flaky(value):
@@ -97,3 +98,20 @@ def test_exchange_swaps_a_directory_and_a_symlink(tmp_path):
     if not exchange(str(tmp_path / "link"), str(tmp_path / "dir")):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here")
     assert (tmp_path / "dir").is_symlink() and (tmp_path / "link").is_dir()
+
+
+def test_ebusy_from_smbnetfs_counts_as_busy_and_other_errors_do_not(monkeypatch):
+    monkeypatch.setattr(_busy, "_DELAYS", (0, 0, 0))
+    calls = []
+
+    def flaky(value):
+        calls.append(value)
+        if len(calls) < 3:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        return value
+
+    assert retry_busy(flaky, "ok") == "ok" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(FileNotFoundError):
+        retry_busy(lambda: (calls.append(1), (_ for _ in ()).throw(FileNotFoundError("gone")))[1])
+    assert len(calls) == 1

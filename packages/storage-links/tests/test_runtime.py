@@ -30,7 +30,7 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 def test_replace_retries_while_the_share_reports_busy(tmp_path, monkeypatch):
     import os
 
-    from storage_links import _runtime
+    from storage_links import _busy, _runtime
 
     real_replace = os.replace
     calls = []
@@ -42,7 +42,7 @@ def test_replace_retries_while_the_share_reports_busy(tmp_path, monkeypatch):
         real_replace(src, dst)
 
     monkeypatch.setattr(_runtime.os, "replace", busy_twice)
-    monkeypatch.setattr(_runtime, "_REPLACE_RETRIES", (0, 0, 0))
+    monkeypatch.setattr(_busy, "_DELAYS", (0, 0, 0))
     atomic_write(tmp_path / "f", "data")
     assert len(calls) == 3
     assert (tmp_path / "f").read_text() == "data"

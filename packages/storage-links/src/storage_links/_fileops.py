@@ -13,29 +13,18 @@ import errno
 import hashlib
 import os
 import stat
-import time
 from collections.abc import Callable
 
+from storage_links._busy import retry_busy
 from storage_links._errors import StorageLinksError
 
 PARTIAL_SUFFIX = ".storage-links-partial"  # reserved: a copy that is not verified yet
 _CHUNK = 1 << 20
-_BUSY_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # seconds; SMB raises PermissionError on a busy file
 _UNSUPPORTED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EBADF, errno.EACCES, errno.EPERM}
 
 
 class CopyError(StorageLinksError):
     """A copy did not read back as written; the source is untouched."""
-
-
-def retry_busy(func: Callable, *args: object) -> object:
-    """Call func(*args), retrying briefly while it raises PermissionError (a busy file on SMB)."""
-    for delay in _BUSY_RETRIES:
-        try:
-            return func(*args)
-        except PermissionError:
-            time.sleep(delay)
-    return func(*args)
 
 
 def fsync_dir(path: str) -> None:

@@ -18,6 +18,7 @@ import contextlib
 import os
 import time
 
+from storage_links._busy import is_busy, retry_busy
 from storage_links._errors import LockHeldError, ShareError
 from storage_links._plan import LOCK_NAME
 
@@ -113,17 +114,13 @@ class ShareLock:
         except OSError:
             return
         if ours:
-            for delay in (0.05, 0.2, 0.8, None):  # SMB may report the just-closed file busy for a moment
-                try:
-                    os.unlink(self.path)
-                    break
-                except PermissionError:
-                    if delay is None:
-                        self.warnings.append(f"{self.path}: could not remove the lock; the next init breaks it")
-                        break
-                    time.sleep(delay)
-                except OSError:
-                    break
+            try:
+                retry_busy(os.unlink, self.path)  # SMB may report the just-closed file busy for a moment
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                if is_busy(exc):
+                    self.warnings.append(f"{self.path}: could not remove the lock; the next init breaks it")
         else:
             self.warnings.append(f"{self.path}: the lock was taken over by another process while this one worked")
 

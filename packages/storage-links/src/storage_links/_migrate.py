@@ -25,6 +25,7 @@ import os
 import stat
 import time
 
+from storage_links._busy import retry_busy
 from storage_links._errors import StorageLinksError
 from storage_links._fileops import (
     Staged,
@@ -34,7 +35,6 @@ from storage_links._fileops import (
     fsync_dir,
     make_durable,
     partial_name,
-    retry_busy,
     same_content,
     stage,
 )

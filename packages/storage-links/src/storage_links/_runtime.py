@@ -12,15 +12,14 @@ import os
 import secrets
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from storage_links._busy import retry_busy
 from storage_links._contract import logs_dir
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-_REPLACE_RETRIES = (0.05, 0.1, 0.2, 0.4, 0.8)  # seconds; SMB raises PermissionError on a busy file
 
 
 def run_id() -> str:
@@ -49,7 +48,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        _replace(tmp, path)
+        retry_busy(os.replace, tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -61,16 +60,6 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     payload = data.encode() if isinstance(data, str) else data
     with atomic_path(path) as tmp:
         tmp.write_bytes(payload)
-
-
-def _replace(src: Path, dst: Path) -> None:
-    for delay in _REPLACE_RETRIES:
-        try:
-            os.replace(src, dst)
-            return
-        except PermissionError:
-            time.sleep(delay)
-    os.replace(src, dst)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -14,8 +14,9 @@ import os
 import shutil
 import stat
 
+from storage_links._busy import retry_busy
 from storage_links._errors import StorageLinksError
-from storage_links._fileops import Staged, commit, exchange, fsync_dir, make_durable, partial_name, retry_busy, stage
+from storage_links._fileops import Staged, commit, exchange, fsync_dir, make_durable, partial_name, stage
 from storage_links._lock import ShareLock
 from storage_links._plan import UNLINK_COPY, LinkPlan, reserved
 
