@@ -72,6 +72,17 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+class _RunLogHandler(logging.FileHandler):
+    """Appends to the run's log without O_APPEND, which smbnetfs (the tests' SMB mount) refuses
+    with EIO. The stages of a run write one after another, so seeking to the end once is the same."""
+
+    def _open(self):
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT, 0o666)
+        stream = open(fd, "w", encoding=self.encoding, errors=self.errors)  # noqa: SIM115 (the handler closes it)
+        stream.seek(0, os.SEEK_END)
+        return stream
+
+
 def configure_logging(stage: str, level: str, run: str, *, root: Path | None = None) -> Path:
     """Log to stderr and to logs/<run>.log (appended to, so the stages of one run share a file)."""
     level = level.upper()
@@ -83,7 +94,7 @@ def configure_logging(stage: str, level: str, run: str, *, root: Path | None = N
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(f"{stage}: %(message)s"))
     stderr.setLevel(level)
-    to_file = logging.FileHandler(log_file, encoding="utf-8")
+    to_file = _RunLogHandler(log_file, encoding="utf-8")
     to_file.setFormatter(fmt)
     to_file.setLevel(min(logging.INFO, logging.getLevelName(level)))
     top = logging.getLogger()
