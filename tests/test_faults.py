@@ -1,0 +1,233 @@
+"""Faults across the pipeline, each ending with a non-zero exit, one clear line, and nothing lost.
+
+Real parts only: the fake FRED server in a process of its own (so it can die), Azurite, the SMB
+share, a read-only bind mount, and the stage CLIs or `make run` as a user runs them. Where `make
+run` would spend minutes in retries, the stage CLI runs with a small config instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import storage_links
+
+from packages.scraping.tests.fake_servers import VALID_KEY
+from tests._pipeline import REPO, make_project, make_run
+from tests._services import (
+    MONTHS,
+    FredProcess,
+    azurite,  # noqa: F401  (a fixture)
+    cli,
+    fred_ids,
+    hashes,
+    leftovers,
+    one_line_error,
+    scraping_env,
+    small_config,
+    stage_env,
+)
+from tests._smb import SmbShare
+
+pytestmark = pytest.mark.slow
+
+OLD_RELEASE = "2024-10-30 07:52:02-05"
+NEW_RELEASE = "2024-11-29 07:52:02-05"
+
+
+def on_share(root: Path, share: Path, package: str, name: str) -> Path:
+    (link,) = [lk for lk in storage_links.links(root) if (lk.package, lk.name) == (package, name)]
+    return link.target(share)
+
+
+def linked_project(base: Path, share: Path | None = None) -> tuple[Path, Path]:
+    """A scaffolded root whose data dirs are linked onto `share` (default: a new local dir)."""
+    root = make_project(base / "root")
+    if share is None:
+        share = base / "share"
+        share.mkdir()
+    init = cli(root, share, "storage_links", "init")
+    assert init.returncode == 0, init.stderr
+    return root, share
+
+
+def check_scraped_data(scraped: Path) -> dict:
+    """Every file the manifest names is there, readable, and has the hash the manifest says."""
+    manifest = json.loads((scraped / "manifest.json").read_text())
+    for key, entry in manifest["series"].items():
+        path = scraped / entry["file"]
+        data = path.read_bytes()
+        assert entry["content_hash"] == "sha256:" + hashlib.sha256(data).hexdigest(), key
+        assert len(pd.read_parquet(path)) == entry["rows"], key
+    assert not leftovers(scraped), leftovers(scraped)
+    return manifest
+
+
+# ---- the FRED server dies halfway through scraping -----------------------------------------------
+
+
+def test_fred_dying_halfway_keeps_stored_series_and_reports_the_failed_ones(tmp_path: Path) -> None:
+    ids = fred_ids()[:6]
+    root, share = linked_project(tmp_path)
+    config = small_config(tmp_path / "series.toml", ids)
+    scraped = on_share(root, share, "scraping", "scraped_data")
+    with FredProcess(tmp_path, ids, updated=OLD_RELEASE) as server:
+        first = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+    assert first.returncode == 0, first.stderr
+    before = hashes(scraped)
+    old_manifest = json.loads((scraped / "manifest.json").read_text())
+
+    # A newer release of every series; the server dies (SIGKILL) on its 5th request: the first two
+    # series get their `series` and `observations` answers, the third gets nothing.
+    with FredProcess(tmp_path, ids, months=MONTHS + 2, updated=NEW_RELEASE, die_after=5) as server:
+        second = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+        assert server.proc.wait(10) == -signal.SIGKILL
+
+    assert second.returncode == 3, second.stderr  # scraping's README: 3 = some series failed
+    failed = [sid for sid in ids if f"fred/{sid}: failed" in second.stderr]
+    updated = [sid for sid in ids if f"fred/{sid}: updated" in second.stderr]
+    assert updated == ids[:2], second.stderr
+    assert failed == ids[2:], second.stderr
+    for sid in failed:
+        line = one_line_error(second.stderr, f"fred/{sid}: failed")
+        assert "request failed" in line and len(line) < 300, line
+    assert one_line_error(second.stderr, "4 failed", "2 updated")
+    assert VALID_KEY not in second.stderr
+    # Nothing lost: the failed series keep their files and entries byte for byte; the updated ones
+    # grew by the two new months; everything on disk matches the manifest.
+    after = hashes(scraped)
+    manifest = check_scraped_data(scraped)
+    for sid in ids[2:]:
+        entry = old_manifest["series"][f"fred/{sid}"]
+        assert after[entry["file"]] == before[entry["file"]], sid
+        assert manifest["series"][f"fred/{sid}"] == entry, sid
+    for sid in ids[:2]:
+        assert manifest["series"][f"fred/{sid}"]["rows"] == MONTHS + 2, sid
+    assert set(after) >= set(before)
+
+
+def test_fred_unreachable_from_the_start_changes_nothing(tmp_path: Path) -> None:
+    """The same, with the server gone before the run: every series fails, nothing is touched."""
+    ids = fred_ids()[:3]
+    root, share = linked_project(tmp_path)
+    config = small_config(tmp_path / "series.toml", ids)
+    scraped = on_share(root, share, "scraping", "scraped_data")
+    with FredProcess(tmp_path, ids, updated=OLD_RELEASE) as server:
+        assert cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url)).returncode == 0
+    before = hashes(scraped)
+    result = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+    assert result.returncode == 3, result.stderr
+    for sid in ids:
+        one_line_error(result.stderr, f"fred/{sid}: failed")
+    assert hashes(scraped) == before
+
+
+# ---- the share turns read-only ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def read_only(path: Path) -> Iterator[None]:
+    """Make `path` read-only for everyone, root included: a read-only bind mount over itself."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (root ignores permission bits, so chmod proves nothing)")
+    bind = subprocess.run(["mount", "--bind", str(path), str(path)], capture_output=True, text=True, timeout=30)
+    if bind.returncode != 0:
+        pytest.skip(f"cannot bind-mount here: {bind.stderr.strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], capture_output=True, text=True, timeout=30)
+        if ro.returncode != 0:
+            pytest.skip(f"cannot remount read-only here: {ro.stderr.strip()}")
+        yield
+    finally:
+        subprocess.run(["umount", str(path)], capture_output=True, timeout=30, check=True)
+
+
+def test_share_turned_read_only_fails_clearly_and_changes_nothing(tmp_path: Path) -> None:
+    ids = fred_ids()[:3]
+    root, share = linked_project(tmp_path)
+    config = small_config(tmp_path / "series.toml", ids)
+    with FredProcess(tmp_path, ids, updated=OLD_RELEASE) as server:
+        assert cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url)).returncode == 0
+    before = hashes(share, skip=())
+    with FredProcess(tmp_path, ids, months=MONTHS + 1, updated=NEW_RELEASE) as server, read_only(share):
+        # make run: storage-links init checks the share first and stops the run.
+        result = make_run(root, share, "SKIP=modelling forecasting upload", **scraping_env(server.url))
+        assert result.returncode != 0
+        line = one_line_error(result.stderr, "read-only")
+        assert str(share) in line, line
+        assert "skip scraping" not in result.stderr and "fred/" not in result.stderr
+        # The stage on its own (as after a share that turned read-only mid-run): exit 4, one line.
+        stage = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+        assert stage.returncode == 4, stage.stderr
+        one_line_error(stage.stderr, "read-only")
+    assert hashes(share, skip=()) == before
+    check_scraped_data(on_share(root, share, "scraping", "scraped_data"))
+
+
+# ---- the share disappears mid-run --------------------------------------------------------------
+
+
+@pytest.mark.smb
+def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
+    tmp_path: Path, smb_server: SmbShare, smb_share: Path
+) -> None:
+    ids = fred_ids()[:6]
+    root, share = linked_project(tmp_path, smb_share)
+    config = small_config(tmp_path / "series.toml", ids)
+    scraped = on_share(root, share, "scraping", "scraped_data")
+    with FredProcess(tmp_path, ids, updated=OLD_RELEASE) as server:
+        first = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+    assert first.returncode == 0, first.stderr
+    old = json.loads((scraped / "manifest.json").read_text())["series"]
+    frames = {key: pd.read_parquet(scraped / entry["file"]) for key, entry in old.items()}
+
+    # The server side of the share: the admin (or a lost mount) takes the directory away once the
+    # second run has stored its first update, and brings it back after the run has failed.
+    backing = smb_server.server_path(share)
+    away = backing.with_name(backing.name + "-away")
+    first_file = smb_server.server_path(scraped / old[f"fred/{ids[0]}"]["file"])
+    first_hash = hashlib.sha256(first_file.read_bytes()).hexdigest()
+    with FredProcess(tmp_path, ids, months=MONTHS + 2, updated=NEW_RELEASE, latency=0.3) as server:
+        proc = subprocess.Popen(
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "scraping", "run", "--config", str(config)],
+            env=stage_env(root, share, **scraping_env(server.url)),
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while hashlib.sha256(first_file.read_bytes()).hexdigest() == first_hash and proc.poll() is None:
+            assert time.monotonic() < deadline, "the second run never stored its first update"
+            time.sleep(0.05)
+        backing.rename(away)
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        finally:
+            away.rename(backing)
+    assert proc.returncode == 4, stderr  # scraping's README: 4 = scraped_data/ could not be written
+    assert "updated" in stderr and "Traceback" not in stderr, stderr
+    line = one_line_error(stderr, "scraped_data", "cannot")
+    assert len(line) < 400, line
+    # Nothing lost: every series stored before is there and readable, and holds at least its old rows.
+    for key, entry in old.items():
+        now = pd.read_parquet(scraped / entry["file"])
+        merged = now.merge(frames[key], on="date", how="inner")
+        assert len(merged) == len(frames[key]), key
+    # With the share back, the next run finishes the job and leaves everything consistent.
+    with FredProcess(tmp_path, ids, months=MONTHS + 2, updated=NEW_RELEASE) as server:
+        third = cli(root, share, "scraping", "run", "--config", str(config), **scraping_env(server.url))
+    assert third.returncode == 0, third.stderr
+    manifest = check_scraped_data(scraped)
+    assert all(manifest["series"][f"fred/{sid}"]["rows"] == MONTHS + 2 for sid in ids)
+    if "File exists" in line:
+        # Seen: "scraped_data/manifest.json: cannot write: File exists" (mkdir through the dangling
+        # link). Nothing is lost, but the line does not say the share is gone.
+        pytest.xfail(f"scraping names the wrong cause when the share vanishes: {line}")
