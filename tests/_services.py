@@ -221,3 +221,10 @@ class FredProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+def make_env(root: Path, share: Path, **extra: str) -> dict[str, str]:
+    """The environment tests._pipeline.make_run gives `make run`, for a run started with Popen."""
+    env = stage_env(root, share, **extra)
+    env.pop("PIPELINE_PROFILE")
+    return env

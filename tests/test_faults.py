@@ -21,16 +21,21 @@ import pandas as pd
 import pytest
 import storage_links
 
+from packages.forecasting.tests.azurite import AZURITE_KEY, free_port
 from packages.scraping.tests.fake_servers import VALID_KEY
-from tests._pipeline import REPO, make_project, make_run
+from tests._pipeline import REPO, make_project, make_run, run_id_of, tree
 from tests._services import (
     MONTHS,
     FredProcess,
+    azure_env,
     azurite,  # noqa: F401  (a fixture)
+    blob_names,
     cli,
     fred_ids,
     hashes,
     leftovers,
+    make_env,
+    needs_modelling,
     one_line_error,
     scraping_env,
     small_config,
@@ -231,3 +236,99 @@ def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
         # Seen: "scraped_data/manifest.json: cannot write: File exists" (mkdir through the dangling
         # link). Nothing is lost, but the line does not say the share is gone.
         pytest.xfail(f"scraping names the wrong cause when the share vanishes: {line}")
+
+
+# ---- the blob service is down ---------------------------------------------------------------------
+
+
+@needs_modelling
+def test_blob_service_down_fails_the_upload_clearly_and_keeps_the_local_run(tmp_path: Path, azurite: str) -> None:  # noqa: F811
+    root, share = linked_project(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}/devstoreaccount1"  # nothing listens there
+    result = make_run(root, share, **azure_env(dead, "down"))
+    assert result.returncode != 0, result.stderr[-3000:]
+    line = one_line_error(result.stderr, "_SUCCESS not written")
+    assert "127.0.0.1" in line and AZURITE_KEY not in result.stderr, line
+    run = run_id_of(result)
+    output = on_share(root, share, "forecasting", "data") / "output"
+    assert (output / "LATEST").read_text().strip() == run
+    before = hashes(share)
+    for name in ("report.html", "forecasts.parquet", "forecasts.csv", "scores.csv"):
+        assert (output / run / name).stat().st_size > 0, name
+    assert not leftovers(share), leftovers(share)
+    # With the service back, the same run uploads in full, marker last, and nothing local changes.
+    container = "back-up"
+    assert blob_names(azurite, container) == {}
+    upload = cli(root, share, "forecasting", "upload", **azure_env(azurite, container))
+    assert upload.returncode == 0, upload.stderr
+    blobs = blob_names(azurite, container)
+    assert f"{run}/_SUCCESS" in blobs
+    assert blobs[f"{run}/report.html"] == (output / run / "report.html").read_bytes()
+    assert hashes(share) == before
+
+
+# ---- the process is killed during modelling, then restarted ------------------------------------------
+
+
+def readable(path: Path) -> None:
+    """Every data file under `path` parses: no torn Parquet or JSON."""
+    for p in path.rglob("*"):
+        if p.suffix == ".parquet":
+            pd.read_parquet(p)
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+
+
+@needs_modelling
+def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path) -> None:
+    root, share = linked_project(tmp_path)
+    cache = on_share(root, share, "modelling", "cache")
+    predictions = on_share(root, share, "modelling", "predictions")
+    scraped = on_share(root, share, "scraping", "scraped_data")
+    proc = subprocess.Popen(
+        ["make", "-s", "-C", str(REPO), "run"],
+        env=make_env(root, share),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Kill the whole process group (make, the stage, its worker processes) once modelling has
+        # cached its first fit and before it has published anything.
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and not any(p.is_file() for p in cache.rglob("*")):
+            assert time.monotonic() < deadline, "modelling cached nothing within 300 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before modelling could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        _, killed_stderr = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert "modelling" in killed_stderr or "scraping" in killed_stderr
+    scraped_before = hashes(scraped)
+    cached = tree(cache)
+    assert cached, "nothing was cached before the kill"
+    assert (
+        not (predictions / "LATEST").exists()
+        or (predictions / (predictions / "LATEST").read_text().strip() / "run.json").is_file()
+    )
+
+    rerun = make_run(root, share)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    run = run_id_of(rerun)
+    # Resumed: what was cached before the kill was reused as it was (not refit, not rewritten).
+    after = tree(cache)
+    reused = [name for name, stat in cached.items() if after.get(name) == stat]
+    assert reused, f"no cached fit survived the re-run: {sorted(cached)} -> {sorted(after)}"
+    # Published: predictions/LATEST names a complete run; nothing torn, no temporary files left.
+    latest = (predictions / "LATEST").read_text().strip()
+    assert latest == run
+    assert (predictions / latest / "run.json").is_file()
+    readable(share)
+    assert not leftovers(share), leftovers(share)
+    assert hashes(scraped) == scraped_before
+    output = on_share(root, share, "forecasting", "data") / "output"
+    assert (output / "LATEST").read_text().strip() == run
