@@ -332,3 +332,23 @@ def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path
     assert hashes(scraped) == scraped_before
     output = on_share(root, share, "forecasting", "data") / "output"
     assert (output / "LATEST").read_text().strip() == run
+
+
+def test_share_gone_between_runs_stops_make_run_before_any_stage(tmp_path: Path) -> None:
+    root, share = linked_project(tmp_path)
+    first = make_run(root, share, "SKIP=modelling forecasting upload")  # the offline default: quick
+    assert first.returncode == 0, first.stderr
+    before = hashes(share, skip=())
+    away = share.with_name("share-away")
+    share.rename(away)
+    try:
+        result = make_run(root, share, "SKIP=modelling forecasting upload")
+        assert not share.exists(), "the run recreated the missing share as a plain directory"
+    finally:
+        away.rename(share)
+    assert result.returncode != 0
+    line = one_line_error(result.stderr, str(share))
+    assert "does not exist" in line or "missing" in line, line
+    assert "scraping:" not in result.stderr, result.stderr
+    assert len(line) < 300, line
+    assert hashes(share, skip=()) == before
