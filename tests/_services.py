@@ -151,13 +151,15 @@ def one_line_error(stderr: str, *needles: str) -> str:
 
 
 def leftovers(path: Path) -> list[str]:
-    """Temporary or staging files an interrupted write could leave behind."""
+    """Temporary files or staging directories an interrupted write could leave behind
+    (storage_links.atomic_path's `.<name>.<random>.tmp`, forecasting's `.<run>.partial/`, ...)."""
     marks = (".tmp", ".part", ".partial", ".staging", "~")
-    return sorted(
-        str(p.relative_to(path))
-        for p in path.rglob("*")
-        if p.is_file() and (p.name.endswith(marks) or ".tmp" in p.name or p.name.startswith(".#"))
-    )
+    found = []
+    for p in path.rglob("*"):
+        parts = p.relative_to(path).parts
+        if p.is_file() and any(part.endswith(marks) or part.startswith(".#") for part in parts):
+            found.append("/".join(parts))
+    return sorted(found)
 
 
 # ---- a fake FRED in a process of its own, to be killed -------------------------------------------------
