@@ -73,14 +73,15 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
         reason = "constant series" if is_constant(x) else f"too short for ETS ({len(x)} points)"
         return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
     seasonal_options = [None, "add"] if m > 1 and len(x) >= 2 * m + 2 else [None]
-    best = None
+    best, endog = None, pd.Series(x)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
         for trend, damped in ((None, False), ("add", False), ("add", True)):
             for seasonal in seasonal_options:
                 try:
+                    # A Series, not an array: statsmodels 0.15's ETS prediction needs an index.
                     fit = ETSModel(
-                        x, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
+                        endog, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
                         seasonal_periods=m if seasonal else None,
                     ).fit(disp=False, maxiter=200)  # fmt: skip
                 except (ValueError, np.linalg.LinAlgError):

@@ -164,7 +164,7 @@ def _search(x: np.ndarray, m: int, transform: str) -> list[Choice]:
             f.spec.constant,
             lam,
             tuple(_sarimax_start(f)),
-        )  # fmt: skip
+        )
         for f in ranked[: EXACT_CANDIDATES["short_season" if m <= SHORT_SEASON else "long_season"]]
     ]
 
@@ -229,7 +229,7 @@ def _sarimax_start(best: _css.CssFit) -> list[float]:
     if best.spec.constant:
         # SARIMAX's constant is the intercept of the ARMA equation: mean x phi(1) x Phi(1).
         start.append(mean * (1.0 - phi.sum()) * (1.0 - sphi.sum()))
-    return start + [*phi, *theta, *sphi, *stheta]
+    return [*start, *phi, *theta, *sphi, *stheta]
 
 
 def _model(z: np.ndarray, choice: Choice, simple_differencing: bool = False) -> SARIMAX:

@@ -1,0 +1,7 @@
+"""`python -m modelling`."""
+
+import sys
+
+from modelling._cli import main
+
+sys.exit(main())

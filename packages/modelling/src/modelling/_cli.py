@@ -1,0 +1,80 @@
+"""`python -m modelling run` / `modelling run`: errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from storage_links import LOG_LEVELS, StorageLinksError, configure_logging, run_id
+
+from modelling._config import default_config_path, load_config
+from modelling._errors import ConfigError, InputError, ModellingError, OutputError
+from modelling._run import run
+
+EXIT_OK = 0
+EXIT_CONFIG = 1  # bad config file or PIPELINE_RUN_ID; nothing fitted
+EXIT_USAGE = 2  # argparse's own code for a bad command line
+EXIT_SERIES_FAILED = 3  # the run was written, but some series failed (listed in run.json "failed")
+EXIT_STORAGE = 4  # predictions/, cache/ or logs/ could not be written
+EXIT_INPUT = 5  # scraped_data/ missing, empty or unreadable, or every series failed; nothing written
+EXIT_CODES = {ConfigError: EXIT_CONFIG, InputError: EXIT_INPUT, OutputError: EXIT_STORAGE}
+
+log = logging.getLogger("modelling")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="modelling",
+        description="Fit auto-SARIMA, ETS, Theta and seasonal naive to every series in scraped_data/; "
+        "write forecasts, backtests and scores to predictions/<run_id>/.",
+        epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
+        f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, {EXIT_INPUT} no usable input.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd = commands.add_parser("run", help="model every stored series (incrementally)")
+    run_cmd.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
+                         help="worker processes (default: the number of CPUs)")  # fmt: skip
+    run_cmd.add_argument("--series", nargs="+", metavar="NAME",
+                         help="only these series (manifest keys, or key:column for a multi-column file)")  # fmt: skip
+    run_cmd.add_argument(
+        "--config", type=Path, metavar="PATH", help=f"settings (TOML); default: {default_config_path()}"
+    )
+    run_cmd.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
+                         help="stderr log level (default INFO)")  # fmt: skip
+    run_cmd.add_argument("--dry-run", action="store_true", help="say what would be fitted; no fits, no writes")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.jobs < 1:
+        print("modelling: --jobs must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        run_name = run_id()
+        configure_logging("modelling", args.log_level, run_name)
+    except (StorageLinksError, OSError) as exc:
+        print(f"modelling: cannot set up logging: {exc}", file=sys.stderr)
+        return EXIT_STORAGE
+    except ValueError as exc:  # a bad PIPELINE_RUN_ID
+        print(f"modelling: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        report = run(load_config(args.config), run_name, jobs=args.jobs, only=args.series,
+                     dry_run=args.dry_run, level=args.log_level)  # fmt: skip
+    except ModellingError as exc:
+        log.error("%s", exc)
+        return EXIT_CODES.get(type(exc), EXIT_CONFIG)
+    except (StorageLinksError, OSError) as exc:
+        log.error("storage: %s", exc)
+        return EXIT_STORAGE
+    if report.nothing_new:
+        log.info("nothing new")
+        return EXIT_OK
+    verb = "would fit" if args.dry_run else "fitted"
+    log.info("%s %d series, reused %d, failed %d%s", verb, len(report.fitted), len(report.reused),
+             len(report.failed), f"; run {report.run_id}" if report.run_id else "")  # fmt: skip
+    return EXIT_SERIES_FAILED if report.failed else EXIT_OK

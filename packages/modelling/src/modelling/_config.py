@@ -1,0 +1,122 @@
+"""The stage's configuration: every key is read and checked here, and nowhere else.
+
+The default file is config/modelling.toml, found beside the package in an installed wheel (the
+pyproject force-includes it as modelling/config) or in the source tree of an editable checkout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from modelling._errors import ConfigError
+
+MODELS = ("auto_sarima", "ets", "theta", "seasonal_naive")
+FREQUENCIES = ("D", "B", "W", "M", "Q", "A")
+SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
+TRANSFORMS = ("none", "auto")
+CONFIG_VERSION = 1  # bump when the code changes what a fit produces, so cached fits are not reused
+
+
+@dataclass(frozen=True)
+class Config:
+    models: tuple[str, ...]
+    levels: tuple[int, ...]
+    min_points: int
+    transform: str
+    daily_window: int
+    horizon: dict[str, int]
+    backtest_folds: int
+    backtest_step: int
+    source: str
+
+    def fingerprint(self) -> str:
+        """Changes whenever a setting that affects the fits changes (not the file's location)."""
+        settings = {k: v for k, v in asdict(self).items() if k != "source"}
+        settings["version"] = CONFIG_VERSION
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def default_config_path() -> Path:
+    package = Path(__file__).resolve().parent
+    installed = package / "config" / "modelling.toml"
+    return installed if installed.exists() else package.parents[1] / "config" / "modelling.toml"
+
+
+def load_config(path: Path | None = None) -> Config:
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    read = _Reader(raw, path)
+    models = tuple(read.list_of("models", str))
+    for model in models:
+        if model not in MODELS:
+            raise ConfigError(f"{path}: models: unknown model {model!r} (known: {', '.join(MODELS)})")
+    if not models:
+        raise ConfigError(f"{path}: models: name at least one model")
+    levels = tuple(read.list_of("levels", int))
+    if sorted(levels) != [80, 95]:
+        raise ConfigError(f"{path}: levels: must be [80, 95] (the columns predictions/ promises)")
+    transform = read.value("transform", str)
+    if transform not in TRANSFORMS:
+        raise ConfigError(f"{path}: transform: {transform!r} is not one of {', '.join(TRANSFORMS)}")
+    horizon_table = read.value("horizon", dict)
+    horizon = {}
+    for code in FREQUENCIES:
+        value = horizon_table.get(code)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{path}: horizon.{code}: expected a positive integer, got {value!r}")
+        horizon[code] = value
+    unknown = set(horizon_table) - set(FREQUENCIES)
+    if unknown:
+        raise ConfigError(f"{path}: horizon.{sorted(unknown)[0]}: unknown frequency code")
+    backtest = read.value("backtest", dict)
+    folds, step = backtest.get("folds"), backtest.get("step")
+    if not isinstance(folds, int) or isinstance(folds, bool) or folds < 0:
+        raise ConfigError(f"{path}: backtest.folds: expected an integer >= 0, got {folds!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ConfigError(f"{path}: backtest.step: expected an integer >= 0, got {step!r}")
+    return Config(
+        models=models,
+        levels=levels,
+        min_points=read.positive_int("min_points"),
+        transform=transform,
+        daily_window=read.positive_int("daily_window"),
+        horizon=horizon,
+        backtest_folds=folds,
+        backtest_step=step,
+        source=str(path),
+    )
+
+
+class _Reader:
+    def __init__(self, raw: dict, path: Path) -> None:
+        self.raw, self.path = raw, path
+
+    def value(self, key: str, kind: type):
+        if key not in self.raw:
+            raise ConfigError(f"{self.path}: {key}: missing")
+        value = self.raw[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{self.path}: {key}: expected {kind.__name__}, got {value!r}")
+        return value
+
+    def list_of(self, key: str, kind: type) -> list:
+        values = self.value(key, list)
+        for value in values:
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ConfigError(f"{self.path}: {key}: expected a list of {kind.__name__}, got {value!r}")
+        return values
+
+    def positive_int(self, key: str) -> int:
+        value = self.value(key, int)
+        if value < 1:
+            raise ConfigError(f"{self.path}: {key}: expected a positive integer, got {value}")
+        return value

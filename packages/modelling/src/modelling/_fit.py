@@ -1,0 +1,92 @@
+"""One series, every candidate: the forecasts, the backtests and the scores. Runs in a worker process."""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from modelling._backtest import origins, run_folds, scores
+from modelling._candidates import ets, seasonal_naive, theta
+from modelling._sarima import Choice, auto_sarima
+
+FORECASTERS = {"auto_sarima": auto_sarima, "ets": ets, "theta": theta, "seasonal_naive": seasonal_naive}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    series: pd.Series
+    future: pd.DatetimeIndex
+    season_length: int
+    horizon: int
+    models: tuple[str, ...]
+    levels: tuple[int, ...]
+    transform: str
+    folds: int
+    step: int
+    min_points: int
+    cached: Choice | None = None
+    cache_kind: str | None = None  # "same" or "extended" when `cached` is set
+
+
+@dataclass
+class Outcome:
+    name: str
+    forecasts: pd.DataFrame | None = None
+    backtests: pd.DataFrame | None = None
+    scores: pd.DataFrame | None = None
+    choice: dict | None = None
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def fit_series(task: Task) -> Outcome:
+    started = time.process_time()
+    outcome = Outcome(task.name)
+    try:
+        _fit(task, outcome)
+    except Exception as exc:  # one series' failure must not end the run; the run reports it
+        outcome.error = f"{type(exc).__name__}: {exc}"
+    outcome.seconds = time.process_time() - started
+    return outcome
+
+
+def _forecaster(task: Task, model: str, final: bool):
+    if model != "auto_sarima":
+        return FORECASTERS[model]
+    if final and task.cached is not None:
+        return functools.partial(
+            auto_sarima, transform=task.transform, start=task.cached, refit=task.cache_kind != "same"
+        )
+    return functools.partial(auto_sarima, transform=task.transform)
+
+
+def _fit(task: Task, outcome: Outcome) -> None:
+    m, h = task.season_length, task.horizon
+    lengths = origins(len(task.series), h, task.folds, task.step, task.min_points)
+    forecasts, backtests, rows = [], [], []
+    for model in task.models:
+        forecast = _forecaster(task, model, final=True)(task.series, m, h, levels=task.levels)
+        if forecast.attrs.get("fallback"):
+            outcome.notes.append(
+                f"{model}: fell back to {forecast.attrs['fallback_model']}: {forecast.attrs['fallback']}"
+            )
+        if model == "auto_sarima":
+            outcome.choice = forecast.attrs.get("choice")
+        frame = forecast.reset_index(drop=True)
+        frame.insert(0, "date", task.future)
+        frame.insert(0, "step", range(1, h + 1))
+        frame.insert(0, "model", model)
+        forecasts.append(frame)
+        backtest = run_folds(_forecaster(task, model, final=False), task.series, m, h, lengths)
+        rows.append({"model": model, **scores(backtest)})
+        if not backtest.empty:
+            backtest.insert(0, "model", model)
+            backtests.append(backtest.drop(columns="scale"))
+    outcome.forecasts = pd.concat(forecasts, ignore_index=True)
+    outcome.backtests = pd.concat(backtests, ignore_index=True) if backtests else None
+    outcome.scores = pd.DataFrame(rows)

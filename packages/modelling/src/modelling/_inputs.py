@@ -1,0 +1,99 @@
+"""Reading what scraping stored: manifest.json and one Parquet file per manifest key.
+
+One modelled series is one (manifest key, column): named by the key for a `value` column, else
+"<key>:<column>" (e.g. "treasury/par_yield_curve:10yr").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from modelling._config import FREQUENCIES
+from modelling._errors import InputError, SeriesError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SeriesRef:
+    name: str
+    key: str
+    column: str
+    frequency: str
+    file: str
+    content_hash: str
+
+
+def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
+    """Every series the manifest lists, and per-entry problems {series or key: reason} found on the way."""
+    if not scraped.is_dir():
+        raise InputError(f"{scraped}: scraped_data directory is missing (run the scraping stage first)")
+    path = scraped / MANIFEST
+    if not path.exists():
+        raise InputError(f"{path}: no manifest (scraped_data is empty; run the scraping stage first)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable manifest: {exc}") from None
+    entries = manifest.get("series") if isinstance(manifest, dict) else None
+    if not isinstance(entries, dict):
+        raise InputError(f"{path}: 'series' is missing or not an object")
+    if not entries:
+        raise InputError(f"{path}: the manifest lists no series")
+    refs, problems = [], {}
+    for key, entry in sorted(entries.items()):
+        if not isinstance(entry, dict):
+            problems[key] = f"{path}: series {key!r}: entry is not an object"
+            continue
+        frequency, file, columns = entry.get("frequency"), entry.get("file"), entry.get("columns", ["value"])
+        if frequency not in FREQUENCIES:
+            problems[key] = f"{path}: series {key!r}: unknown frequency {frequency!r} (known: {', '.join(FREQUENCIES)})"
+            continue
+        if not isinstance(file, str) or not isinstance(columns, list) or not columns:
+            problems[key] = f"{path}: series {key!r}: 'file' or 'columns' missing"
+            continue
+        content_hash = str(entry.get("content_hash", ""))
+        for column in columns:
+            name = key if column == "value" else f"{key}:{column}"
+            refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash))
+    return refs, problems
+
+
+def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
+    """The series as floats on a DatetimeIndex (with its frequency), or SeriesError naming file and column."""
+    path = scraped / ref.file
+    try:
+        table = pq.read_table(path, columns=["date", ref.column])
+    except FileNotFoundError:
+        raise SeriesError(f"{path}: file listed in the manifest is missing") from None
+    except (pa.ArrowException, OSError, KeyError) as exc:
+        raise SeriesError(f"{path}: malformed Parquet or missing column 'date'/{ref.column!r}: {exc}") from None
+    frame = table.to_pandas()
+    dates = pd.to_datetime(frame["date"], errors="coerce")
+    if dates.isna().any() or not dates.is_monotonic_increasing or dates.duplicated().any():
+        raise SeriesError(f"{path}: column 'date' must be valid, sorted and unique dates")
+    try:
+        values = frame[ref.column].to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise SeriesError(f"{path}: column {ref.column!r} is not numeric") from None
+    series = pd.Series(values, index=pd.DatetimeIndex(dates), name=ref.name)
+    freq = pd.infer_freq(series.index) if len(series) >= 3 else None
+    if freq is not None:
+        series.index.freq = freq
+    return series
+
+
+def fingerprint(series: pd.Series) -> str:
+    """sha256 over the dates and values: what decides whether a series changed."""
+    digest = hashlib.sha256()
+    digest.update(series.index.asi8.tobytes())
+    digest.update(np.ascontiguousarray(series.to_numpy(dtype=float)).tobytes())
+    return digest.hexdigest()

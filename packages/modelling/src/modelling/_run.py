@@ -1,0 +1,275 @@
+"""The stage run: plan from scraped_data/, fit in worker processes, write predictions/<run_id>/.
+
+Writing order keeps readers safe: the Parquet files first, run.json last (a directory without it is
+incomplete and ignored), then LATEST. A run directory that already exists is never written into,
+and a run in which every series failed writes nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from storage_links import Progress, atomic_path, atomic_write, data_dir
+from threadpoolctl import threadpool_limits
+
+from modelling import _cache
+from modelling._config import SEASON_LENGTH, Config
+from modelling._errors import InputError, OutputError, SeriesError
+from modelling._fit import Outcome, Task, fit_series
+from modelling._inputs import SeriesRef, fingerprint, read_manifest, read_series
+
+log = logging.getLogger("modelling")
+
+RUN_FILE = "run.json"
+LATEST = "LATEST"
+FILES = ("forecasts", "backtests", "scores", "history")
+
+
+@dataclass
+class Report:
+    run_id: str | None  # None when nothing was written
+    fitted: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    nothing_new: bool = False
+
+
+@dataclass(frozen=True)
+class Planned:
+    ref: SeriesRef
+    series: pd.Series
+    fingerprint: str
+
+
+def run(
+    config: Config, run_id: str, *, jobs: int | None = None, only: list[str] | None = None,
+    dry_run: bool = False, level: str = "INFO",
+) -> Report:  # fmt: skip
+    scraped = data_dir("scraping", "scraped_data")
+    predictions = data_dir("modelling", "predictions")
+    cache_dir = data_dir("modelling", "cache") / "sarima_params"
+    refs, failed = read_manifest(scraped)
+    if only:
+        unknown = sorted(set(only) - {r.name for r in refs} - {r.key for r in refs})
+        if unknown:
+            raise InputError(f"--series: not in {scraped / 'manifest.json'}: {', '.join(unknown)}")
+        refs = [r for r in refs if r.name in only or r.key in only]
+        failed = {k: v for k, v in failed.items() if k in only}
+    planned = []
+    for ref in refs:
+        try:
+            planned.append(_plan(scraped, ref, config))
+        except SeriesError as exc:
+            failed[ref.name] = str(exc)
+    for name, reason in failed.items():
+        log.warning("%s: %s", name, reason)
+    config_fp = config.fingerprint()
+    inputs = {p.ref.key: p.ref.content_hash for p in planned}
+    fingerprints = {p.ref.name: p.fingerprint for p in planned}
+    previous = _previous_run(predictions)
+    if previous and previous.get("config_fingerprint") == config_fp and previous.get("fingerprints") == fingerprints \
+            and previous.get("failed") == failed:  # fmt: skip
+        log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
+        return Report(None, nothing_new=True)
+    if not planned:
+        raise InputError(f"{scraped}: no series could be read; nothing modelled")
+    reuse = _reusable(predictions, previous, fingerprints, config_fp)
+    to_fit = [p for p in planned if p.ref.name not in reuse]
+    log.info("%d series: %d to fit, %d unchanged (reused from run %s)", len(planned), len(to_fit), len(reuse),
+             previous["run_id"] if previous else "-")  # fmt: skip
+    if dry_run:
+        for p in to_fit:
+            log.info("would fit %s (%d points, m=%d, h=%d)", p.ref.name, len(p.series),
+                     SEASON_LENGTH[p.ref.frequency], config.horizon[p.ref.frequency])  # fmt: skip
+        return Report(None, fitted=[p.ref.name for p in to_fit], reused=sorted(reuse), failed=failed)
+    run_dir = predictions / run_id
+    if run_dir.exists():
+        raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
+    tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
+    outcomes = _fit_all(tasks, jobs, level)
+    report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
+    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FILES}
+    if reuse:
+        for name in FILES:
+            frame = pd.read_parquet(predictions / previous["run_id"] / f"{name}.parquet")
+            parts[name].append(frame[frame["series"].isin(reuse)])
+    by_name = {p.ref.name: p for p in planned}
+    for outcome in outcomes:
+        planned_series = by_name[outcome.name]
+        if outcome.error:
+            report.failed[outcome.name] = outcome.error
+            log.warning("%s: failed: %s", outcome.name, outcome.error)
+            continue
+        for note in outcome.notes:
+            log.info("%s: %s", outcome.name, note)
+        report.fitted.append(outcome.name)
+        _collect(parts, outcome, planned_series.series)
+        if outcome.choice is not None:
+            try:
+                _cache.store(cache_dir, outcome.name, planned_series.series, config_fp, outcome.choice)
+            except OSError as exc:
+                log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
+    modelled = set(report.fitted) | set(report.reused)
+    if not modelled:
+        raise InputError("every series failed; nothing written (see the messages above)")
+    meta = {
+        "run_id": run_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "frequency": {n: by_name[n].ref.frequency for n in sorted(modelled)},
+        "season_length": {n: SEASON_LENGTH[by_name[n].ref.frequency] for n in sorted(modelled)},
+        "horizon": {n: config.horizon[by_name[n].ref.frequency] for n in sorted(modelled)},
+        "inputs": inputs,
+        "failed": report.failed,
+        "config_fingerprint": config_fp,
+        "fingerprints": fingerprints,
+    }
+    _write(run_dir, parts, meta)
+    atomic_write(predictions / LATEST, run_id + "\n")
+    return report
+
+
+def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
+    series = read_series(scraped, ref)
+    finite = series.dropna()
+    if finite.empty:
+        raise SeriesError(f"{scraped / ref.file}: column {ref.column!r} has no values")
+    series = series.loc[finite.index[0] : finite.index[-1]]
+    if ref.frequency in ("D", "B") and len(series) > config.daily_window:
+        series = series.iloc[-config.daily_window :]
+    usable = int(series.notna().sum())
+    if usable < config.min_points:
+        raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: too few points ({usable} < min_points "
+                          f"{config.min_points} in {config.source})")  # fmt: skip
+    return Planned(ref, series, fingerprint(series))
+
+
+def future_dates(series: pd.Series, frequency: str, horizon: int) -> pd.DatetimeIndex:
+    """The dates after the last one, at the series' own frequency (business days for "B")."""
+    freq = series.index.freq or pd.infer_freq(series.index[-min(len(series), 60) :])
+    if freq is None:
+        freq = {"B": "B", "D": "D", "W": "7D"}.get(frequency)
+    if freq is None:
+        step = pd.Series(series.index).diff().median()
+        return pd.DatetimeIndex([series.index[-1] + step * k for k in range(1, horizon + 1)])
+    return pd.date_range(series.index[-1], periods=horizon + 1, freq=freq)[1:]
+
+
+def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
+    ref = planned.ref
+    horizon = config.horizon[ref.frequency]
+    hit = _cache.lookup(cache_dir, ref.name, planned.series, config_fp) if "auto_sarima" in config.models else None
+    return Task(
+        name=ref.name,
+        series=planned.series,
+        future=future_dates(planned.series, ref.frequency, horizon),
+        season_length=SEASON_LENGTH[ref.frequency],
+        horizon=horizon,
+        models=config.models,
+        levels=config.levels,
+        transform=config.transform,
+        folds=config.backtest_folds,
+        step=config.backtest_step,
+        min_points=config.min_points,
+        cached=hit.choice if hit else None,
+        cache_kind=hit.kind if hit else None,
+    )
+
+
+def _single_threaded_blas() -> None:
+    # Parallelism is one process per CPU; a multi-threaded BLAS inside each fights over the same
+    # cores and, on these models' small matrices, spins more than it computes (measured: 4x the CPU
+    # time per series).
+    threadpool_limits(1)
+
+
+def _fit_all(tasks: list[Task], jobs: int | None, level: str) -> list[Outcome]:
+    progress = Progress(len(tasks), "modelling", level)
+    outcomes = []
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if jobs == 1 or len(tasks) <= 1:
+        with threadpool_limits(1):
+            for task in tasks:
+                outcomes.append(fit_series(task))
+                progress.step(task.name, "failed" if outcomes[-1].error else "ok")
+        return outcomes
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_single_threaded_blas) as pool:
+        futures = {pool.submit(fit_series, task): task.name for task in tasks}
+        for future in as_completed(futures):
+            outcomes.append(future.result())
+            progress.step(futures[future], "failed" if outcomes[-1].error else "ok")
+    return outcomes
+
+
+def _collect(parts: dict[str, list[pd.DataFrame]], outcome: Outcome, series: pd.Series) -> None:
+    for name, frame in (("forecasts", outcome.forecasts), ("backtests", outcome.backtests), ("scores", outcome.scores)):
+        if frame is not None and not frame.empty:
+            frame = frame.copy()
+            frame.insert(0, "series", outcome.name)
+            parts[name].append(frame)
+    parts["history"].append(pd.DataFrame({"series": outcome.name, "date": series.index, "value": series.to_numpy()}))
+
+
+SCHEMA = {
+    "forecasts": {"series": str, "model": str, "step": "int64", "date": "datetime64[ns]", "mean": float,
+                  "lo80": float, "hi80": float, "lo95": float, "hi95": float},
+    "backtests": {"series": str, "model": str, "fold": "int64", "step": "int64", "date": "datetime64[ns]",
+                  "actual": float, "mean": float, "lo80": float, "hi80": float, "lo95": float, "hi95": float},
+    "scores": {"series": str, "model": str, "mase": float, "smape": float, "coverage80": float,
+               "coverage95": float, "folds": "int64"},
+    "history": {"series": str, "date": "datetime64[ns]", "value": float},
+}  # fmt: skip
+
+
+def _write(run_dir: Path, parts: dict[str, list[pd.DataFrame]], meta: dict) -> None:
+    try:
+        run_dir.mkdir(parents=True)
+        for name, columns in SCHEMA.items():
+            frames = [f for f in parts[name] if not f.empty]
+            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
+            frame = frame[list(columns)].astype(columns)
+            with atomic_path(run_dir / f"{name}.parquet") as tmp:
+                frame.to_parquet(tmp, index=False)
+        atomic_write(run_dir / RUN_FILE, json.dumps(_jsonable(meta), indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise OutputError(f"{run_dir}: cannot write predictions: {exc}") from None
+
+
+def _jsonable(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _previous_run(predictions: Path) -> dict | None:
+    latest = predictions / LATEST
+    if not latest.exists():
+        return None
+    try:
+        run_id = latest.read_text(encoding="utf-8").strip()
+        meta = json.loads((predictions / run_id / RUN_FILE).read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("run_id") != run_id:
+            raise ValueError("run.json does not name this run")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        log.warning("ignoring %s: %s", latest, exc)
+        return None
+    return meta
+
+
+def _reusable(predictions: Path, previous: dict | None, fingerprints: dict[str, str], config_fp: str) -> set[str]:
+    """Series whose values and config are unchanged since the previous complete run (copied, not refit)."""
+    if not previous or previous.get("config_fingerprint") != config_fp:
+        return set()
+    old = previous.get("fingerprints") or {}
+    if not all((predictions / previous["run_id"] / f"{name}.parquet").exists() for name in FILES):
+        return set()
+    return {name for name, fp in fingerprints.items() if old.get(name) == fp and name not in previous.get("failed", {})}
