@@ -3,21 +3,40 @@
 Public functions share one signature, `f(y, season_length, horizon, levels=(80, 95))`, and return a
 frame of `horizon` rows (mean, lo80, hi80, lo95, hi95) continuing y's dates:
 auto_sarima (_sarima, with _css, _differencing, _boxcox), ets / theta / seasonal_naive (_candidates).
+The stage: _cli -> _run (plan, _cache, _fit in workers, _backtest, write), settings in _config.
+
+Names are imported on first use (PEP 562), so that `python -m modelling run` with nothing new does
+not pay for importing statsmodels.
 """
 
-from modelling._candidates import ets, seasonal_naive, theta
-from modelling._errors import ConfigError, InputError, ModellingError, OutputError, SeriesError
-from modelling._sarima import Choice, auto_sarima
+from __future__ import annotations
 
-__all__ = [
-    "Choice",
-    "ConfigError",
-    "InputError",
-    "ModellingError",
-    "OutputError",
-    "SeriesError",
-    "auto_sarima",
-    "ets",
-    "seasonal_naive",
-    "theta",
-]
+import importlib
+
+_SOURCES = {
+    "Choice": "_sarima",
+    "auto_sarima": "_sarima",
+    "ets": "_candidates",
+    "seasonal_naive": "_candidates",
+    "theta": "_candidates",
+    "ConfigError": "_errors",
+    "InputError": "_errors",
+    "ModellingError": "_errors",
+    "OutputError": "_errors",
+    "SeriesError": "_errors",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modelling' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"modelling.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

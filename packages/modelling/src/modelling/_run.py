@@ -15,15 +15,14 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from storage_links import Progress, atomic_path, atomic_write, data_dir
 from threadpoolctl import threadpool_limits
 
-from modelling import _cache
 from modelling._config import SEASON_LENGTH, Config
 from modelling._errors import InputError, OutputError, SeriesError
-from modelling._fit import Outcome, Task, fit_series
 from modelling._inputs import SeriesRef, fingerprint, read_manifest, read_series
 
 log = logging.getLogger("modelling")
@@ -31,6 +30,10 @@ log = logging.getLogger("modelling")
 RUN_FILE = "run.json"
 LATEST = "LATEST"
 FILES = ("forecasts", "backtests", "scores", "history")
+
+
+if TYPE_CHECKING:
+    from modelling._fit import Outcome, Task
 
 
 @dataclass
@@ -93,6 +96,9 @@ def run(
     run_dir = predictions / run_id
     if run_dir.exists():
         raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
+    # Imported here: statsmodels costs about a second to import, which a run with nothing new skips.
+    from modelling import _cache
+
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
     outcomes = _fit_all(tasks, jobs, level)
     report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
@@ -163,6 +169,9 @@ def future_dates(series: pd.Series, frequency: str, horizon: int) -> pd.Datetime
 
 
 def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
+    from modelling import _cache
+    from modelling._fit import Task
+
     ref = planned.ref
     horizon = config.horizon[ref.frequency]
     hit = _cache.lookup(cache_dir, ref.name, planned.series, config_fp) if "auto_sarima" in config.models else None
@@ -191,6 +200,8 @@ def _single_threaded_blas() -> None:
 
 
 def _fit_all(tasks: list[Task], jobs: int | None, level: str) -> list[Outcome]:
+    from modelling._fit import fit_series
+
     progress = Progress(len(tasks), "modelling", level)
     outcomes = []
     jobs = max(1, jobs or os.cpu_count() or 1)
