@@ -22,7 +22,7 @@ from forecasting._config import Settings
 from forecasting._errors import ForecastingError, InputError
 from forecasting._inputs import Predictions, latest_run_id, load_predictions
 from forecasting._report import render
-from forecasting._select import build
+from forecasting._select import Published, build
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,9 @@ def _already_published(predictions_run: str) -> bool:
     return used == predictions_run
 
 
-def _write_outputs(directory: Path, run_id: str, predictions: Predictions, published, settings: Settings) -> None:
+def _write_outputs(
+    directory: Path, run_id: str, predictions: Predictions, published: Published, settings: Settings
+) -> None:
     with atomic_path(directory / "forecasts.parquet") as tmp:
         published.forecasts.to_parquet(tmp, index=False)
     atomic_write(directory / "forecasts.csv", published.forecasts.to_csv(index=False, date_format="%Y-%m-%d"))

@@ -29,6 +29,7 @@ class Published:
 
 
 def build(predictions: Predictions, settings: SelectSettings) -> Published:
+    """Choose per series (see forecasting.choose) and assemble the forecast and score tables."""
     forecasts, scores, choices = [], [], {}
     backtests = dict(tuple(predictions.backtests.groupby("series", sort=False)))
     history = dict(tuple(predictions.history.groupby("series", sort=False)))
