@@ -143,7 +143,9 @@ def test_without_credentials_local_skips_and_prod_fails(published, monkeypatch, 
     assert "no Blob Storage credentials in the environment" in capsys.readouterr().err
 
 
-def test_nothing_to_upload_before_the_first_run(project, capsys):
+def test_nothing_to_upload_before_the_first_run(project, monkeypatch, capsys):
+    assert main(["upload"]) == 0  # local profile without credentials: skipped before anything else
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=x;AccountKey=eA==")
     assert main(["upload"]) == 1
     assert "nothing to upload" in capsys.readouterr().err
 
@@ -156,9 +158,10 @@ def test_bad_container_name_names_the_variable(published, monkeypatch, capsys):
 
 
 def test_unknown_run_and_malformed_connection_string(published, monkeypatch, capsys):
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=devstoreaccount1;secretvalue")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=devstoreaccount1;AccountKey=eA==")
     assert main(["upload", "--run", "r9"]) == 1
     assert "no output run r9" in capsys.readouterr().err
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=devstoreaccount1;secretvalue")
     assert main(["upload"]) == 6
     err = capsys.readouterr().err
     assert "item 2 is not Name=Value" in err and "secretvalue" not in err

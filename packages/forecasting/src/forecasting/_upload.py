@@ -60,18 +60,18 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
 
     Returns None when the local profile has no credentials (the upload is skipped, not failed).
     """
-    run = run or latest_output()
-    if run is None:
-        raise ForecastingError(f"nothing to upload: {output_dir() / 'LATEST'} not found; run `forecasting run` first")
-    files = _run_files(run)
     credentials = blob_credentials()
-    container = container_name(settings.upload)
     if credentials is None:
         hint = f"set {CONNECTION_STRING_ENV}, or {ACCOUNT_ENV} and {KEY_ENV}"
         if settings.profile == "prod":
             raise CredentialsError(f"no Blob Storage credentials in the environment ({hint})")
-        log.info("upload skipped: no Blob Storage credentials (%s); run %s stays local", hint, run)
+        log.info("upload skipped: no Blob Storage credentials (%s); output stays local", hint)
         return None
+    run = run or latest_output()
+    if run is None:
+        raise ForecastingError(f"nothing to upload: {output_dir() / 'LATEST'} not found; run `forecasting run` first")
+    files = _run_files(run)
+    container = container_name(settings.upload)
     for noisy in ("azure", "urllib3"):  # their request logs say nothing we need, and could carry URLs
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
