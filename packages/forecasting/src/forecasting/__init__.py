@@ -10,26 +10,44 @@ Where things happen:
   _select.py   per series: score candidates, choose, build the published tables
   _report.py   report.html and its charts
   _publish.py  `run`: the write order that keeps LATEST on a complete run, pruning
-  _upload.py   `upload`: Blob Storage, MD5 idempotence, the _SUCCESS marker
+  _upload.py   `upload`: what is sent (credentials policy, the run's files, the _SUCCESS marker)
+  _blob.py     how: azure-storage-blob, MD5 idempotence, retries, one-line errors
   _config.py   every config key and environment variable
   _errors.py   the exception tree and exit codes
 """
 
-from forecasting._combine import Choice, choose, combine, evaluate, inverse_score_weights, mase_scale
-from forecasting._config import load_settings
-from forecasting._errors import ConfigError, CredentialsError, ForecastingError, InputError, UploadError
+from __future__ import annotations
 
-__all__ = [
-    "Choice",
-    "ConfigError",
-    "CredentialsError",
-    "ForecastingError",
-    "InputError",
-    "UploadError",
-    "choose",
-    "combine",
-    "evaluate",
-    "inverse_score_weights",
-    "load_settings",
-    "mase_scale",
-]
+import importlib
+
+# Names are imported on first use (PEP 562): `forecasting run` with nothing new and `upload`
+# without credentials must not pay for importing pandas, matplotlib or azure-storage-blob.
+_SOURCES = {
+    "Choice": "_combine",
+    "choose": "_combine",
+    "combine": "_combine",
+    "evaluate": "_combine",
+    "inverse_score_weights": "_combine",
+    "mase_scale": "_combine",
+    "load_settings": "_config",
+    "ConfigError": "_errors",
+    "CredentialsError": "_errors",
+    "ForecastingError": "_errors",
+    "InputError": "_errors",
+    "UploadError": "_errors",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'forecasting' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"forecasting.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

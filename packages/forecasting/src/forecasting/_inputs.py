@@ -11,11 +11,14 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from storage_links import data_dir
 
 from forecasting._errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +116,8 @@ def _read_meta(path: Path) -> dict:
 
 
 def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
+    import pandas as pd  # here, not at the top: a run with nothing new never reads a frame
+
     if not path.is_file():
         raise InputError(f"{path}: missing from a run that has run.json")
     try:

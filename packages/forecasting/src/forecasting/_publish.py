@@ -15,14 +15,16 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage_links import atomic_path, atomic_write, data_dir
 
 from forecasting._config import Settings
 from forecasting._errors import ForecastingError, InputError
 from forecasting._inputs import Predictions, latest_run_id, load_predictions
-from forecasting._report import render
-from forecasting._select import Published, build
+
+if TYPE_CHECKING:
+    from forecasting._select import Published
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     if _already_published(predictions_run):
         log.info("nothing new: predictions run %s is already published as %s", predictions_run, latest_output())
         return RunResult(None, predictions_run, pruned=prune(keep, dry_run=dry_run) if keep else ())
+    # Imported only now: pandas and matplotlib are most of the start-up, and "nothing new" needs neither.
+    from forecasting._select import build
+
     predictions = load_predictions(predictions_run)
     published = build(predictions, settings.select)
     n_series = len(published.choices)
@@ -128,6 +133,8 @@ def _already_published(predictions_run: str) -> bool:
 def _write_outputs(
     directory: Path, run_id: str, predictions: Predictions, published: Published, settings: Settings
 ) -> None:
+    from forecasting._report import render
+
     with atomic_path(directory / "forecasts.parquet") as tmp:
         published.forecasts.to_parquet(tmp, index=False)
     atomic_write(directory / "forecasts.csv", published.forecasts.to_csv(index=False, date_format="%Y-%m-%d"))
