@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 from scraping._cli import EXIT_CONFIG, main
@@ -71,3 +73,20 @@ def test_parquet_bytes_depend_only_on_the_data():
     assert list(frame["value"]) == [1.0, 3.0] and frame["value"].dtype == "float64"  # sorted, later duplicate wins
     assert to_parquet_bytes(frame) == to_parquet_bytes(frame.copy())
     assert to_parquet_bytes(frame) != to_parquet_bytes(frame.assign(value=[1.0, 4.0]))
+
+
+def test_offline_rerun_reloads_the_bundled_data_when_a_file_or_the_statsmodels_release_changed(project, capsys):
+    assert main(["run"]) == 0
+    intact = (project / "bundled" / "cpi.parquet").read_bytes()
+    (project / "bundled" / "cpi.parquet").write_bytes(b"damaged")
+    doc = manifest(project)
+    doc["series"]["bundled/m1"]["bundled_with"] = "statsmodels 0.0.1"
+    (project / "manifest.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+
+    assert main(["run"]) == 0
+
+    err = capsys.readouterr().err
+    assert "bundled/cpi: updated" in err  # the damaged file was stored again, not trusted
+    assert (project / "bundled" / "cpi.parquet").read_bytes() == intact
+    assert manifest(project)["series"]["bundled/m1"]["bundled_with"] != "statsmodels 0.0.1"

@@ -6,32 +6,40 @@ httpx), _html_table and _treasury (the yield-curve page), _bundled (the offline 
 _store (Parquet files and manifest.json), _run (the incremental run), _cli (the command line).
 """
 
-from scraping._config import Config, default_config_path, load_config
-from scraping._errors import (
-    ConfigError,
-    LayoutChanged,
-    MalformedAnswer,
-    RequestRejected,
-    RetriesExhausted,
-    ScrapingError,
-    SourceError,
-    StoreError,
-)
-from scraping._run import RunReport, SeriesResult, run
+from __future__ import annotations
 
-__all__ = [
-    "Config",
-    "ConfigError",
-    "LayoutChanged",
-    "MalformedAnswer",
-    "RequestRejected",
-    "RetriesExhausted",
-    "RunReport",
-    "ScrapingError",
-    "SeriesResult",
-    "SourceError",
-    "StoreError",
-    "default_config_path",
-    "load_config",
-    "run",
-]
+import importlib
+
+# Names are imported on first use (PEP 562), so that a run with nothing new does not pay for
+# importing pandas, httpx and fredapi.
+_SOURCES = {
+    "Config": "_config",
+    "default_config_path": "_config",
+    "load_config": "_config",
+    "ConfigError": "_errors",
+    "LayoutChanged": "_errors",
+    "MalformedAnswer": "_errors",
+    "RequestRejected": "_errors",
+    "RetriesExhausted": "_errors",
+    "ScrapingError": "_errors",
+    "SourceError": "_errors",
+    "StoreError": "_errors",
+    "RunReport": "_run",
+    "SeriesResult": "_run",
+    "run": "_run",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name: str) -> object:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'scraping' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"scraping.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -5,7 +5,11 @@ Titles and units come from the dataset's own notes (statsmodels.datasets.macroda
 
 from __future__ import annotations
 
-import pandas as pd
+from importlib.metadata import version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SA = "Seasonally Adjusted Annual Rate"
 _CHAINED = "Billions of Chained 2005 Dollars"
@@ -38,10 +42,18 @@ SERIES: dict[str, tuple[str, str, str]] = {
 }
 
 
+KEYS = tuple(f"bundled/{column}" for column in SERIES)
+
+
+def stamp() -> str:
+    """Which release of the data is installed; the same stamp means the same data."""
+    return f"statsmodels {version('statsmodels')}"
+
+
 def load() -> dict[str, tuple[pd.DataFrame, dict]]:
     """key -> (frame with date and value, manifest metadata) for every bundled series."""
     # Imported here: statsmodels takes seconds to import and only the offline run needs it.
-    import statsmodels
+    import pandas as pd
     from statsmodels.datasets import macrodata
 
     data = macrodata.load_pandas().data
@@ -59,7 +71,7 @@ def load() -> dict[str, tuple[pd.DataFrame, dict]]:
             "frequency": "Q",
             "seasonal_adjustment": adjustment,
             "last_updated": None,
-            "bundled_with": f"statsmodels {statsmodels.__version__}",
+            "bundled_with": stamp(),
         }
-        result[f"bundled/{column}"] = (frame, meta)
+        result[f"bundled/{column}"] = (frame, meta)  # the keys are KEYS
     return result

@@ -14,13 +14,17 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from storage_links import atomic_write
 
 from scraping._errors import StoreError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and pyarrow are imported by the functions that handle frames: checking what is stored
+# (the manifest and file hashes) needs neither.
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -47,6 +51,9 @@ def normalise(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     # Built from the columns directly: no pandas metadata in the file, and quicker than from_pandas.
     table = pa.table({column: frame[column].to_numpy() for column in frame.columns})
     sink = io.BytesIO()
@@ -101,7 +108,19 @@ class Store:
         if content_hash(data) != entry.get("content_hash"):
             log.warning("%s: %s does not match the manifest's hash; fetching it in full", key, path.name)
             return None
+        import pandas as pd
+
         return StoredSeries(pd.read_parquet(io.BytesIO(data)), entry)
+
+    def is_current(self, key: str, **expected: str) -> bool:
+        """The entry exists with these field values and its file still has the recorded hash."""
+        entry = self._series.get(key)
+        if entry is None or any(entry.get(field) != value for field, value in expected.items()):
+            return False
+        try:
+            return content_hash((self.root / entry["file"]).read_bytes()) == entry.get("content_hash")
+        except OSError:
+            return False
 
     def put(self, key: str, frame: pd.DataFrame, meta: dict, *, origin: str) -> bool:
         """Store `frame` (already normalised) under `key`; True when the file's bytes changed."""
