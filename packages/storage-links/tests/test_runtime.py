@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 
 import pytest
 from storage_links import LOG_LEVELS, Progress, atomic_path, atomic_write, configure_logging, run_id
@@ -28,8 +29,6 @@ def test_failed_write_keeps_the_old_file(tmp_path):
 
 
 def test_replace_retries_while_the_share_reports_busy(tmp_path, monkeypatch):
-    import os
-
     from storage_links import _busy, _runtime
 
     real_replace = os.replace
@@ -83,3 +82,38 @@ def test_progress_writes_only_to_a_terminal():
         progress.step("b", "ok")
     assert "[2/2] fit b: ok" in tty.getvalue()
     assert pipe.getvalue() == ""
+
+
+def test_a_write_through_a_link_to_a_vanished_share_names_the_missing_share(tmp_path):
+    share = tmp_path / "share"
+    (share / "data").mkdir(parents=True)
+    link = tmp_path / "data"
+    link.symlink_to(share / "data")
+    share.rename(tmp_path / "share-gone")
+
+    with pytest.raises(FileNotFoundError) as caught:
+        atomic_write(link / "sub" / "f.json", "{}")
+
+    assert caught.value.strerror == f"{link} links to {share / 'data'}, which is missing (is the share mounted?)"
+    assert not share.exists()  # nothing was created in place of the share
+
+
+def test_temporaries_of_a_killed_writer_on_this_host_are_removed_on_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    from storage_links import _runtime
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".entry.json.tmp-{_runtime._HOST}-{dead_pid}-abc123.tmp"
+    live = tmp_path / f".other.json.tmp-{_runtime._HOST}-{os.getpid()}-def456.tmp"
+    foreign = tmp_path / f".entry.json.tmp-otherhost-{dead_pid}-ghi789.tmp"
+    for path in (stale, live, foreign):
+        path.write_text("partial")
+
+    atomic_write(tmp_path / "entry.json", "{}")
+
+    assert not stale.exists()
+    assert live.exists() and foreign.exists()  # a writer still at work, and one we cannot judge
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry.json", live.name, foreign.name])

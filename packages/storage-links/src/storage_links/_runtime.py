@@ -7,9 +7,11 @@ the project; keeping it in one place keeps the stages' behaviour the same.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +22,10 @@ from storage_links._busy import retry_busy
 from storage_links._contract import logs_dir
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Temporaries are named .<target>.tmp-<host>-<pid>-<random>.tmp, so that a later writer on the same
+# host can tell one left by a killed process (its pid is gone) from one still being written.
+_HOST = socket.gethostname().replace("-", "_")
+_swept: set[str] = set()
 
 
 def run_id() -> str:
@@ -37,11 +43,15 @@ def run_id() -> str:
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and move it into place.
 
-    On any exception the temporary file is removed and `path` is left as it was.
+    On any exception the temporary file is removed and `path` is left as it was. Temporaries
+    that a killed writer on this host left in the directory are removed on the first write there.
     """
     path = Path(path)
+    _check_no_dangling_link(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _sweep_stale_temporaries(path.parent)
+    prefix = f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -53,6 +63,42 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _check_no_dangling_link(directory: Path) -> None:
+    """Say so when a data dir's link points at a share that is gone, instead of "File exists" from mkdir."""
+    for ancestor in (directory, *directory.parents):
+        if ancestor.is_symlink() and not ancestor.exists():
+            target = os.readlink(ancestor)
+            message = f"{ancestor} links to {target}, which is missing (is the share mounted?)"
+            raise FileNotFoundError(errno.ENOENT, message, str(directory))
+
+
+def _sweep_stale_temporaries(directory: Path) -> None:
+    if str(directory) in _swept:
+        return
+    _swept.add(str(directory))
+    mark = f".tmp-{_HOST}-"
+    with contextlib.suppress(OSError), os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            at = name.rfind(mark)
+            if not name.startswith(".") or not name.endswith(".tmp") or at < 0:
+                continue
+            pid = name[at + len(mark) :].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
