@@ -16,13 +16,12 @@ import signal
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from packages.forecasting.tests.azurite import AzuriteFailed, AzuriteUnavailable, connection_string, running_azurite
+from packages.forecasting.tests.azurite import azurite, connection_string  # noqa: F401  (azurite is a fixture)
 from packages.scraping.tests.fake_servers import VALID_KEY, FakeSeries, FakeServer, monthly
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,18 +73,6 @@ def small_config(path: Path, ids: list[str], *, treasury: bool = False, retries:
 
 
 # ---- Azurite ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob endpoint for the session; skipped with the reason where it is not installed."""
-    try:
-        with running_azurite(tmp_path_factory.mktemp("azurite")) as endpoint:
-            yield endpoint
-    except AzuriteUnavailable as exc:
-        pytest.skip(str(exc))
-    except AzuriteFailed as exc:
-        pytest.fail(str(exc))
 
 
 def azure_env(endpoint: str, container: str) -> dict[str, str]:

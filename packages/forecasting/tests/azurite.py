@@ -1,5 +1,6 @@
 """Azurite, the Azure Storage emulator's blob service, on a loopback port: importable by any test.
 
+The `azurite` fixture (import it into a conftest or test module) runs one for the session.
 `running_azurite(location)` starts it in its own session, waits until it listens, yields its blob
 endpoint (`http://127.0.0.1:<port>/devstoreaccount1`) and stops it. `AzuriteUnavailable` says why it
 could not start, so a fixture can turn that into a skip (binary missing) or a failure.
@@ -16,6 +17,8 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 AZURITE_ACCOUNT = "devstoreaccount1"
 # Azurite's documented, public development key: not a secret.
@@ -90,3 +93,15 @@ def running_azurite(location: Path) -> Iterator[str]:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob endpoint for the session; skipped with the reason where it is not installed."""
+    try:
+        with running_azurite(tmp_path_factory.mktemp("azurite")) as endpoint:
+            yield endpoint
+    except AzuriteUnavailable as exc:
+        pytest.skip(str(exc))
+    except AzuriteFailed as exc:
+        pytest.fail(str(exc))

@@ -23,12 +23,10 @@ from azure.storage.blob import BlobServiceClient
 from storage_links import data_dir
 from storage_links.testing import scaffold_project
 
-from packages.forecasting.tests.azurite import (
+from packages.forecasting.tests.azurite import (  # noqa: F401  (azurite is a fixture)
     AZURITE_ACCOUNT,
     AZURITE_KEY,
-    AzuriteFailed,
-    AzuriteUnavailable,
-    running_azurite,
+    azurite,
 )
 
 PACKAGE_DIR = Path(__file__).parents[1]
@@ -139,18 +137,6 @@ def _model_rows(name: str, model: str, centre, dates, sigma: float, rng) -> pd.D
 # ---- Azurite and a connection-cutting proxy for the upload tests ---------------------------------
 
 
-@pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Azurite's blob service on a loopback port, in its own session; yields its blob endpoint."""
-    try:
-        with running_azurite(tmp_path_factory.mktemp("azurite")) as endpoint:
-            yield endpoint
-    except AzuriteUnavailable as exc:
-        pytest.skip(str(exc))
-    except AzuriteFailed as exc:
-        pytest.fail(str(exc))
-
-
 class CuttingProxy:
     """A TCP proxy on loopback that records HTTP request lines and can cut connections.
 
@@ -259,7 +245,7 @@ class BlobTarget:
 
 
 @pytest.fixture
-def blob_target(azurite: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobTarget]:
+def blob_target(azurite: str, project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[BlobTarget]:  # noqa: F811
     target = BlobTarget(azurite, monkeypatch)
     yield target
     for proxy in target.proxies:

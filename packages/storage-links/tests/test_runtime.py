@@ -94,7 +94,7 @@ def test_a_write_through_a_link_to_a_vanished_share_names_the_missing_share(tmp_
     with pytest.raises(FileNotFoundError) as caught:
         atomic_write(link / "sub" / "f.json", "{}")
 
-    assert caught.value.strerror == f"{link} links to {share / 'data'}, which is missing (is the share mounted?)"
+    assert caught.value.strerror == f"the link data -> {share / 'data'} leads nowhere (is the share mounted?)"
     assert not share.exists()  # nothing was created in place of the share
 
 

@@ -70,7 +70,7 @@ def _check_no_dangling_link(directory: Path) -> None:
     for ancestor in (directory, *directory.parents):
         if ancestor.is_symlink() and not ancestor.exists():
             target = os.readlink(ancestor)
-            message = f"{ancestor} links to {target}, which is missing (is the share mounted?)"
+            message = f"the link {ancestor.name} -> {target} leads nowhere (is the share mounted?)"
             raise FileNotFoundError(errno.ENOENT, message, str(directory))
 
 
