@@ -21,6 +21,7 @@ import time
 from storage_links._busy import is_busy, retry_busy
 from storage_links._errors import LockHeldError, ShareError
 from storage_links._plan import LOCK_NAME
+from storage_links._process import pid_exists
 
 HEARTBEAT = 30.0
 STALE_AFTER = 600.0
@@ -42,13 +43,7 @@ def _process_start(pid: int) -> str | None:
 
 def _pid_alive(pid: int, start: str) -> bool:
     if not os.path.isdir("/proc/self"):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_exists(pid)
     now = _process_start(pid)
     return now is not None and (start in ("", "unknown") or now in ("unknown", start))
 

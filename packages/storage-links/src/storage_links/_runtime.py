@@ -20,6 +20,7 @@ from pathlib import Path
 
 from storage_links._busy import retry_busy
 from storage_links._contract import logs_dir
+from storage_links._process import pid_exists
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Temporaries are named .<target>.tmp-<host>-<pid>-<random>.tmp, so that a later writer on the same
@@ -86,19 +87,9 @@ def _sweep_stale_temporaries(directory: Path) -> None:
             if not name.startswith(".") or not name.endswith(".tmp") or at < 0:
                 continue
             pid = name[at + len(mark) :].split("-", 1)[0]
-            if pid.isdigit() and not _pid_alive(int(pid)):
+            if pid.isdigit() and not pid_exists(int(pid)):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
