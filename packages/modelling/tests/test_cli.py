@@ -65,7 +65,13 @@ def test_grown_series_is_refit_from_its_cached_order_and_the_other_reused(
     assert model("r1", monkeypatch) == EXIT_OK
     first = json.loads((predictions / "r1" / "run.json").read_text())
     store("fred/SALES", make_monthly(63), "M")  # same values, three more months
+    from modelling import _cache
+
+    hits = []
+    original = _cache.lookup
+    monkeypatch.setattr(_cache, "lookup", lambda *a: hits.append(r := original(*a)) or r)
     assert model("r2", monkeypatch) == EXIT_OK
+    assert [hit.kind for hit in hits] == ["extended"]
     assert "2 series: 1 to fit, 1 unchanged" in capsys.readouterr().err
     second = pd.read_parquet(predictions / "r2" / "forecasts.parquet")
     sales = second[(second["series"] == "fred/SALES") & (second["model"] == "auto_sarima")]
