@@ -117,3 +117,10 @@ def test_temporaries_of_a_killed_writer_on_this_host_are_removed_on_the_next_wri
     assert not stale.exists()
     assert live.exists() and foreign.exists()  # a writer still at work, and one we cannot judge
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["entry.json", live.name, foreign.name])
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
+    atomic_write(tmp_path / "report.html", "<html></html>")
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

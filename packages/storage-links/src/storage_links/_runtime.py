@@ -29,6 +29,17 @@ _HOST = socket.gethostname().replace("-", "_")
 _swept: set[str] = set()
 
 
+def _file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+# mkstemp creates 0600 files; a published file gets the mode a plain open() would give it, so
+# other readers of the share (a report server, another container's user) can read it.
+_FILE_MODE = _file_mode()
+
+
 def run_id() -> str:
     """PIPELINE_RUN_ID if set (make run sets one for all stages), else a new sortable id."""
     env = os.environ.get("PIPELINE_RUN_ID")
@@ -53,7 +64,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     _sweep_stale_temporaries(path.parent)
     prefix = f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
     fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+    finally:
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
