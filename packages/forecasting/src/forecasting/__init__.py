@@ -18,7 +18,7 @@ Where things happen:
 
 from __future__ import annotations
 
-import importlib
+from storage_links import lazy_exports
 
 # Names are imported on first use (PEP 562): `forecasting run` with nothing new and `upload`
 # without credentials must not pay for importing pandas, matplotlib or azure-storage-blob.
@@ -39,15 +39,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name: str) -> object:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'forecasting' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"forecasting.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

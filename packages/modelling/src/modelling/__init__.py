@@ -11,7 +11,7 @@ not pay for importing statsmodels.
 
 from __future__ import annotations
 
-import importlib
+from storage_links import lazy_exports
 
 _SOURCES = {
     "Choice": "_sarima",
@@ -28,15 +28,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name: str) -> object:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'modelling' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"modelling.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

@@ -8,7 +8,7 @@ _store (Parquet files and manifest.json), _run (the incremental run), _cli (the 
 
 from __future__ import annotations
 
-import importlib
+from storage_links import lazy_exports
 
 # Names are imported on first use (PEP 562), so that a run with nothing new does not pay for
 # importing pandas, httpx and fredapi.
@@ -31,15 +31,4 @@ _SOURCES = {
 
 __all__ = sorted(_SOURCES)
 
-
-def __getattr__(name: str) -> object:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'scraping' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"scraping.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)

@@ -7,6 +7,8 @@ Names are imported on first use (PEP 562), so that `storage-links validate`, whi
 imports this package first, does not pay for pathlib, logging or tomllib.
 """
 
+from storage_links._lazy import lazy_exports
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing, which costs ~10 ms
 
 _SOURCES = {
@@ -28,6 +30,7 @@ _SOURCES = {
     "atomic_write": "_runtime",
     "configure_logging": "_runtime",
     "run_id": "_runtime",
+    "lazy_exports": "_lazy",
 }
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "atomic_write",
     "configure_logging",
     "data_dir",
+    "lazy_exports",
     "links",
     "logs_dir",
     "project_root",
@@ -52,17 +56,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    module = _SOURCES.get(name)
-    if module is None:
-        raise AttributeError(f"module 'storage_links' has no attribute {name!r}")
-    value = getattr(__import__(f"storage_links.{module}", fromlist=[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _SOURCES)
 
 
 if TYPE_CHECKING:
