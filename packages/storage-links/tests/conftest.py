@@ -12,18 +12,7 @@ from pathlib import Path
 
 import pytest
 from storage_links._cli import main
-
-WORKSPACE = """\
-[project]
-name = "ws"
-version = "0"
-
-[tool.hatch.envs.default]
-workspace.members = ["packages/*"]
-
-[tool.storage-links]
-links = { "logs" = "logs" }
-"""
+from storage_links.testing import ROOT_PYPROJECT
 
 ALPHA = """\
 [project]
@@ -60,7 +49,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 def env(tmp_path, monkeypatch) -> Env:
     root = tmp_path / "project"
     (root / "packages" / "alpha").mkdir(parents=True)
-    (root / "pyproject.toml").write_text(WORKSPACE)
+    (root / "pyproject.toml").write_text(ROOT_PYPROJECT)
     (root / "packages" / "alpha" / "pyproject.toml").write_text(ALPHA)
     share = tmp_path / "share"
     share.mkdir()
