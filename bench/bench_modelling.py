@@ -97,6 +97,7 @@ def methods(quick_subset: set[str]) -> dict:
         "pmdarima auto_arima": pmd,
         "modelling ets": ours(modelling.ets),
         "modelling theta": ours(modelling.theta),
+        "modelling optimised_theta": ours(modelling.optimised_theta),
         "seasonal naive": ours(modelling.seasonal_naive),
         "Naive2": naive2,
     }

@@ -1,7 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from modelling import ets, seasonal_naive, theta
+from modelling import ets, optimised_theta, seasonal_naive, theta
 
 
 @pytest.fixture
@@ -10,7 +10,7 @@ def monthly(make_monthly) -> pd.Series:
     return pd.Series(frame["value"].to_numpy(), index=pd.DatetimeIndex(frame["date"], freq="MS"))
 
 
-@pytest.mark.parametrize("model", [ets, theta, seasonal_naive])
+@pytest.mark.parametrize("model", [ets, theta, optimised_theta, seasonal_naive])
 def test_candidates_share_the_frame_and_continue_dates(model, monthly):
     result = model(monthly, 12, 5)
     assert list(result.columns) == ["mean", "lo80", "hi80", "lo95", "hi95"]
@@ -28,7 +28,7 @@ def test_seasonal_naive_repeats_the_last_season_with_widening_intervals():
     np.testing.assert_allclose(width[4:], width[:4] * np.sqrt(2))
 
 
-@pytest.mark.parametrize("model", [ets, theta])
+@pytest.mark.parametrize("model", [ets, theta, optimised_theta])
 def test_short_series_fall_back_with_a_reason(model):
     result = model(np.array([3.0, 4.0, 5.0, 4.0, 3.0]), 12, 3)
     assert result.attrs["fallback"].startswith("too short")
@@ -38,3 +38,38 @@ def test_short_series_fall_back_with_a_reason(model):
 
 def test_ets_picks_a_seasonal_model_for_a_seasonal_series(monthly):
     assert ets(monthly, 12, 3).attrs["spec"].endswith(",A)")
+
+
+def _trend_with_season(n: int, seasonal: np.ndarray, multiplicative: bool) -> tuple[np.ndarray, np.ndarray]:
+    """n + 12 points of 100 + 2t with the given 12-month pattern and a little noise: (history, future)."""
+    t = np.arange(n + 12, dtype=float)
+    level = 100.0 + 2.0 * t
+    pattern = np.resize(seasonal, len(t))
+    values = level * pattern if multiplicative else level + pattern
+    values = values + np.random.default_rng(7).normal(0.0, 0.5, len(t))
+    return values[:n], values[n:]
+
+
+def test_optimised_theta_follows_a_trend_that_standard_theta_halves():
+    history, future = _trend_with_season(96, np.ones(12), multiplicative=False)
+    optimised, standard = optimised_theta(history, 12, 12), theta(history, 12, 12)
+    # theta = 2 extrapolates half the slope; an estimated theta keeps (nearly) all of it.
+    assert optimised.attrs["theta"] > 5 and optimised.attrs["seasonal"] == "none"
+    optimised_error = np.abs(optimised["mean"].to_numpy() - future).mean()
+    standard_error = np.abs(standard["mean"].to_numpy() - future).mean()
+    assert optimised_error < 2.0 < standard_error
+    # The 95% half-width matches the noise (sd 0.5) the series was made with.
+    half_width = (optimised["hi95"] - optimised["lo95"]).to_numpy() / 2
+    assert 0.7 < half_width[0] / (1.96 * 0.5) < 1.4
+    assert np.all(np.diff(half_width) >= 0)
+
+
+def test_optimised_theta_removes_multiplicative_or_additive_seasonality():
+    pattern = 1.0 + 0.3 * np.sin(2 * np.pi * np.arange(12) / 12)
+    history, future = _trend_with_season(96, pattern, multiplicative=True)
+    result = optimised_theta(history, 12, 12)
+    assert result.attrs["seasonal"] == "multiplicative"
+    assert np.abs(result["mean"].to_numpy() - future).mean() < 0.02 * future.mean()
+    # Values below zero cannot be divided by an index: the decomposition turns additive.
+    below_zero, _ = _trend_with_season(96, 40.0 * np.sin(2 * np.pi * np.arange(12) / 12), multiplicative=False)
+    assert optimised_theta(below_zero - 400.0, 12, 12).attrs["seasonal"] == "additive"

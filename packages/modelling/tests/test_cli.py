@@ -36,7 +36,7 @@ def test_run_writes_every_file_in_the_documented_shape(two_series, predictions, 
         frame = pd.read_parquet(run_dir / f"{name}.parquet")
         assert list(frame.columns) == columns, name
     forecasts = pd.read_parquet(run_dir / "forecasts.parquet")
-    assert set(forecasts["model"]) == {"auto_sarima", "ets", "theta", "seasonal_naive"}
+    assert set(forecasts["model"]) == {"auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive"}
     gdp = forecasts[(forecasts["series"] == "bundled/realgdp") & (forecasts["model"] == "auto_sarima")]
     assert list(gdp["step"]) == list(range(1, 9))
     assert gdp["date"].iloc[0] == pd.Timestamp("2009-10-01")

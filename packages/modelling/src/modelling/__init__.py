@@ -2,7 +2,8 @@
 
 Public functions share one signature, `f(y, season_length, horizon, levels=(80, 95))`, and return a
 frame of `horizon` rows (mean, lo80, hi80, lo95, hi95) continuing y's dates:
-auto_sarima (_sarima, with _css, _differencing, _boxcox), ets / theta / seasonal_naive (_candidates).
+auto_sarima (_sarima, with _css, _differencing, _boxcox), ets / theta / seasonal_naive (_candidates),
+optimised_theta (_theta).
 The stage: _cli -> _run (plan, _cache, _fit in workers, _backtest, write), settings in _config.
 
 Names are imported on first use (PEP 562), so that `python -m modelling run` with nothing new does
@@ -19,6 +20,7 @@ _SOURCES = {
     "ets": "_candidates",
     "seasonal_naive": "_candidates",
     "theta": "_candidates",
+    "optimised_theta": "_theta",
     "ConfigError": "_errors",
     "InputError": "_errors",
     "ModellingError": "_errors",

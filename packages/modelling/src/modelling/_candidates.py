@@ -57,7 +57,7 @@ def _naive_core(x: np.ndarray, m: int, horizon: int) -> tuple[np.ndarray, np.nda
     return mean, sigma * np.sqrt(steps // m + 1.0)
 
 
-def _min_points(m: int) -> int:
+def min_points(m: int) -> int:
     return max(8, m + 4)
 
 
@@ -69,7 +69,7 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
     prepared = prepare(y, horizon)
     attrs: dict = {"model": "ets", "notes": list(prepared.notes), "fallback": None}
     x, m = prepared.values, max(1, int(season_length))
-    if is_constant(x) or len(x) < _min_points(m):
+    if is_constant(x) or len(x) < min_points(m):
         reason = "constant series" if is_constant(x) else f"too short for ETS ({len(x)} points)"
         return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
     seasonal_options = [None, "add"] if m > 1 and len(x) >= 2 * m + 2 else [None]
@@ -115,7 +115,7 @@ def theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] =
     prepared = prepare(y, horizon)
     attrs: dict = {"model": "theta", "notes": list(prepared.notes), "fallback": None}
     x, m = prepared.values, max(1, int(season_length))
-    if is_constant(x) or len(x) < _min_points(m):
+    if is_constant(x) or len(x) < min_points(m):
         reason = "constant series" if is_constant(x) else f"too short for Theta ({len(x)} points)"
         return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
     seasonal = m > 1 and len(x) >= 2 * m

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelling._errors import ConfigError
 
-MODELS = ("auto_sarima", "ets", "theta", "seasonal_naive")
+MODELS = ("auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive")
 FREQUENCIES = ("D", "B", "W", "M", "Q", "A")
 SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
 TRANSFORMS = ("none", "auto")

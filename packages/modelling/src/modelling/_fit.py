@@ -11,8 +11,15 @@ import pandas as pd
 from modelling._backtest import origins, run_folds, scores
 from modelling._candidates import ets, seasonal_naive, theta
 from modelling._sarima import Choice, auto_sarima
+from modelling._theta import optimised_theta
 
-FORECASTERS = {"auto_sarima": auto_sarima, "ets": ets, "theta": theta, "seasonal_naive": seasonal_naive}
+FORECASTERS = {
+    "auto_sarima": auto_sarima,
+    "ets": ets,
+    "theta": theta,
+    "optimised_theta": optimised_theta,
+    "seasonal_naive": seasonal_naive,
+}
 
 
 @dataclass(frozen=True)
