@@ -17,22 +17,18 @@ from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from statsmodels.tsa.forecasting.theta import ThetaModel
 
 from modelling._differencing import is_constant
-from modelling._frame import frame, normal_bounds, prepare
+from modelling._frame import begin, frame, normal_bounds
 
 Series = np.ndarray | pd.Series | Sequence[float]
 
 
 def seasonal_naive(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
     """Repeat the last season; intervals from the seasonal differences' spread, widening per season."""
-    prepared = prepare(y, horizon)
-    attrs = {"model": "seasonal_naive", "notes": list(prepared.notes), "fallback": None}
-    x, m = prepared.values, max(1, int(season_length))
+    x, m, future, attrs = begin(y, season_length, horizon, "seasonal_naive")
     if len(x) <= m:
-        return fallback_forecast(
-            x, m, prepared.future, levels, f"too short for seasonal naive ({len(x)} points)", attrs
-        )
+        return fallback_forecast(x, m, future, levels, f"too short for seasonal naive ({len(x)} points)", attrs)
     mean, sd = _naive_core(x, m, horizon)
-    return frame(mean, normal_bounds(mean, sd, levels), prepared.future, attrs)
+    return frame(mean, normal_bounds(mean, sd, levels), future, attrs)
 
 
 def fallback_forecast(
@@ -57,8 +53,13 @@ def _naive_core(x: np.ndarray, m: int, horizon: int) -> tuple[np.ndarray, np.nda
     return mean, sigma * np.sqrt(steps // m + 1.0)
 
 
-def min_points(m: int) -> int:
-    return max(8, m + 4)
+def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
+    """Why a model named `label` should not be fitted to x (constant, or too short), or None."""
+    if is_constant(x):
+        return "constant series"
+    if len(x) < max(8, m + 4):
+        return f"too short for {label} ({len(x)} points)"
+    return None
 
 
 def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
@@ -66,12 +67,9 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
 
     Additive errors keep the intervals analytical (multiplicative ones need simulation, ~50x slower).
     """
-    prepared = prepare(y, horizon)
-    attrs: dict = {"model": "ets", "notes": list(prepared.notes), "fallback": None}
-    x, m = prepared.values, max(1, int(season_length))
-    if is_constant(x) or len(x) < min_points(m):
-        reason = "constant series" if is_constant(x) else f"too short for ETS ({len(x)} points)"
-        return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
+    x, m, future, attrs = begin(y, season_length, horizon, "ets")
+    if (reason := unfit_reason(x, m, "ETS")) is not None:
+        return fallback_forecast(x, m, future, levels, reason, attrs)
     seasonal_options = [None, "add"] if m > 1 and len(x) >= 2 * m + 2 else [None]
     best, endog = None, pd.Series(x)
     with warnings.catch_warnings():
@@ -89,7 +87,7 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
                 if np.isfinite(fit.aicc) and (best is None or fit.aicc < best.aicc):
                     best = fit
         if best is None:
-            return fallback_forecast(x, m, prepared.future, levels, "no ETS model could be fitted", attrs)
+            return fallback_forecast(x, m, future, levels, "no ETS model could be fitted", attrs)
         prediction = best.get_prediction(start=len(x), end=len(x) + horizon - 1)
         mean = np.asarray(prediction.predicted_mean)
         bounds = {}
@@ -97,11 +95,11 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
             ci = np.asarray(prediction.pred_int(alpha=1.0 - level / 100.0))
             bounds[level] = (ci[:, 0], ci[:, 1])
     if not np.all(np.isfinite(mean)) or not all(np.all(np.isfinite(b)) for pair in bounds.values() for b in pair):
-        return fallback_forecast(x, m, prepared.future, levels, "non-finite ETS forecast", attrs)
+        return fallback_forecast(x, m, future, levels, "non-finite ETS forecast", attrs)
     spec = best.model
     attrs["spec"] = f"ETS(A,{_ets_trend(spec)},{'A' if spec.seasonal else 'N'})"
     attrs["aicc"] = float(best.aicc)
-    return frame(mean, bounds, prepared.future, attrs)
+    return frame(mean, bounds, future, attrs)
 
 
 def _ets_trend(model: ETSModel) -> str:
@@ -112,12 +110,9 @@ def _ets_trend(model: ETSModel) -> str:
 
 def theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
     """The standard Theta method (SES with drift) after a tested multiplicative/additive deseasonalisation."""
-    prepared = prepare(y, horizon)
-    attrs: dict = {"model": "theta", "notes": list(prepared.notes), "fallback": None}
-    x, m = prepared.values, max(1, int(season_length))
-    if is_constant(x) or len(x) < min_points(m):
-        reason = "constant series" if is_constant(x) else f"too short for Theta ({len(x)} points)"
-        return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
+    x, m, future, attrs = begin(y, season_length, horizon, "theta")
+    if (reason := unfit_reason(x, m, "Theta")) is not None:
+        return fallback_forecast(x, m, future, levels, reason, attrs)
     seasonal = m > 1 and len(x) >= 2 * m
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
@@ -131,7 +126,7 @@ def theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] =
                 ci = np.asarray(fit.prediction_intervals(horizon, alpha=1.0 - level / 100.0))
                 bounds[level] = (ci[:, 0], ci[:, 1])
         except (ValueError, np.linalg.LinAlgError) as exc:
-            return fallback_forecast(x, m, prepared.future, levels, f"Theta fit failed: {exc}", attrs)
+            return fallback_forecast(x, m, future, levels, f"Theta fit failed: {exc}", attrs)
     if not np.all(np.isfinite(mean)):
-        return fallback_forecast(x, m, prepared.future, levels, "non-finite Theta forecast", attrs)
-    return frame(mean, bounds, prepared.future, attrs)
+        return fallback_forecast(x, m, future, levels, "non-finite Theta forecast", attrs)
+    return frame(mean, bounds, future, attrs)

@@ -51,6 +51,15 @@ def prepare(y: np.ndarray | pd.Series | Sequence[float], horizon: int) -> Prepar
     return Prepared(values, _future_index(series, first, last, horizon), tuple(notes))
 
 
+def begin(
+    y: np.ndarray | pd.Series | Sequence[float], season_length: int, horizon: int, model: str
+) -> tuple[np.ndarray, int, pd.Index, dict]:
+    """What every model starts from: the cleaned values, the season length, the future index, the attrs."""
+    prepared = prepare(y, horizon)
+    attrs = {"model": model, "notes": list(prepared.notes), "fallback": None}
+    return prepared.values, max(1, int(season_length)), prepared.future, attrs
+
+
 def _future_index(series: pd.Series, first: int, last: int, horizon: int) -> pd.Index:
     index = series.index
     if isinstance(index, pd.DatetimeIndex):

@@ -25,8 +25,8 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.statespace.sarimax import SARIMAX
 
 from modelling import _boxcox, _css, _differencing
-from modelling._candidates import fallback_forecast
-from modelling._frame import frame, prepare
+from modelling._candidates import fallback_forecast, unfit_reason
+from modelling._frame import begin, frame
 
 log = logging.getLogger(__name__)
 
@@ -102,10 +102,8 @@ def auto_sarima(
     cached parameters (a series that gained observations), without it the cached parameters are
     used as they are (an unchanged series).
     """
-    prepared = prepare(y, horizon)
-    x, m = prepared.values, max(1, int(season_length))
-    attrs: dict = {"model": "auto_sarima", "notes": list(prepared.notes), "fallback": None}
-    reason = _too_simple(x, m)
+    x, m, future, attrs = begin(y, season_length, horizon, "auto_sarima")
+    reason = unfit_reason(x, m, "ARIMA")
     if reason is None:
         try:
             with warnings.catch_warnings():
@@ -120,7 +118,7 @@ def auto_sarima(
         except (ValueError, np.linalg.LinAlgError, OverflowError) as exc:
             reason = f"ARIMA fit failed: {exc}"
     if reason is not None:
-        return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
+        return fallback_forecast(x, m, future, levels, reason, attrs)
     attrs.update(
         order=list(choice.order),
         seasonal_order=list(choice.seasonal_order),
@@ -129,15 +127,7 @@ def auto_sarima(
         aicc=aicc,
         choice=choice.to_json(),
     )
-    return frame(mean, bounds, prepared.future, attrs)
-
-
-def _too_simple(x: np.ndarray, m: int) -> str | None:
-    if _differencing.is_constant(x):
-        return "constant series"
-    if len(x) < max(8, m + 4):
-        return f"too short for ARIMA ({len(x)} points)"
-    return None
+    return frame(mean, bounds, future, attrs)
 
 
 def _transform_name(lam: float) -> str:

@@ -34,9 +34,8 @@ from scipy.signal import lfilter
 from statsmodels.tsa.seasonal import seasonal_decompose
 from statsmodels.tsa.stattools import acf
 
-from modelling._candidates import Series, fallback_forecast, min_points
-from modelling._differencing import is_constant
-from modelling._frame import frame, normal_bounds, prepare
+from modelling._candidates import Series, fallback_forecast, unfit_reason
+from modelling._frame import begin, frame, normal_bounds
 
 SEASONAL_TEST_Z = 1.645  # one-sided 90%, the Theta method's customary seasonality test
 ALPHA_BOUNDS = (0.1, 0.99)  # Fiorucci et al.'s (and forecTheta's) range for the smoothing weight
@@ -48,12 +47,9 @@ PARAMETERS = 3  # initial level, alpha, w: the degrees of freedom taken from the
 
 def optimised_theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
     """Forecast with the optimised Theta method; attrs hold "theta", "alpha" and "seasonal"."""
-    prepared = prepare(y, horizon)
-    attrs: dict = {"model": "optimised_theta", "notes": list(prepared.notes), "fallback": None}
-    x, m = prepared.values, max(1, int(season_length))
-    if is_constant(x) or len(x) < min_points(m):
-        reason = "constant series" if is_constant(x) else f"too short for Theta ({len(x)} points)"
-        return fallback_forecast(x, m, prepared.future, levels, reason, attrs)
+    x, m, future, attrs = begin(y, season_length, horizon, "optimised_theta")
+    if (reason := unfit_reason(x, m, "Theta")) is not None:
+        return fallback_forecast(x, m, future, levels, reason, attrs)
     kind, seasonal = _seasonal_component(x, m)
     adjusted = x / seasonal if kind == "multiplicative" else x - seasonal
     # Fitting on a unit scale keeps the optimiser's tolerances meaningful for any unit.
@@ -78,13 +74,13 @@ def optimised_theta(y: Series, season_length: int, horizon: int, levels: Sequenc
         mean = mean_z * scale + future_seasonal
         bounds = {lv: (lo * scale + future_seasonal, hi * scale + future_seasonal) for lv, (lo, hi) in bounds.items()}
     if not np.all(np.isfinite(mean)):
-        return fallback_forecast(x, m, prepared.future, levels, "non-finite Theta forecast", attrs)
+        return fallback_forecast(x, m, future, levels, "non-finite Theta forecast", attrs)
     attrs.update(
         theta=float(1.0 / (1.0 - weight)) if weight < 1.0 else float("inf"),
         alpha=float(alpha),
         seasonal=kind,
     )
-    return frame(mean, bounds, prepared.future, attrs)
+    return frame(mean, bounds, future, attrs)
 
 
 def _seasonal_component(x: np.ndarray, m: int) -> tuple[str, np.ndarray]:
