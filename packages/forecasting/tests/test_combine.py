@@ -133,3 +133,14 @@ def test_a_single_model_must_win_every_fold_to_replace_a_combination():
     choice, table = choose(bt, 1.0, combinations=["median"], single_margin=0.0)
     assert table.loc["lucky", "mase"] < table.loc["median", "mase"]
     assert choice.method == "median"
+
+
+def test_pool_keeps_the_weakest_models_out_of_combinations():
+    # "far" is far off on every fold: pooled out, the median of the two good ones (errors cancel) wins.
+    bt = backtest({"up": [[1, 1]] * 3, "down": [[-1, -1]] * 3, "far": [[6, 6]] * 3})
+    everything, table = choose(bt, 1.0, combinations=["median", "weighted"], pool=0)
+    pooled, pooled_table = choose(bt, 1.0, combinations=["median", "weighted"], pool=2)
+    assert everything.weights.keys() == {"up", "down", "far"}
+    assert pooled.weights.keys() == {"up", "down"} and pooled.mase == pytest.approx(0.0)
+    assert pooled_table.loc["median", "mase"] < table.loc["median", "mase"]
+    assert pooled.is_combination and everything.is_combination

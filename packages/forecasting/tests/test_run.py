@@ -187,6 +187,8 @@ def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
     [
         ("[select]\nsingle_margin = 2\n", "select.single_margin=2 must be between"),
         ("[select]\ncombinations = ['mean']\n", "select.combinations must be a list drawn from"),
+        ("[select]\npool = 1\n", "select.pool=1 combines one model"),
+        ("[select]\npool = 2.5\n", "select.pool must be an integer"),
         ("[upload]\nretries = 3\n", "upload.retries: unknown key"),
         ("[select\n", "invalid TOML"),
     ],

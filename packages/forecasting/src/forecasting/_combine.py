@@ -107,8 +107,10 @@ def mase_scale(history: Iterable[float], season_length: int) -> float:
     return 1.0
 
 
-def evaluate(backtest: pd.DataFrame, scale: float, combinations: Iterable[str] = COMBINATIONS) -> pd.DataFrame:
-    """Backtest accuracy of every model and every combination of them, on the same folds.
+def evaluate(
+    backtest: pd.DataFrame, scale: float, combinations: Iterable[str] = COMBINATIONS, pool: int = 0
+) -> pd.DataFrame:
+    """Backtest accuracy of every model and of each combination of the `pool` best (0: all), on the same folds.
 
     backtest: one series' rows with model, fold, step, actual, mean, lo80, hi80, lo95, hi95. Only the
     (fold, step) points that every model forecast are scored, so the candidates compete on equal terms.
@@ -116,13 +118,13 @@ def evaluate(backtest: pd.DataFrame, scale: float, combinations: Iterable[str] =
     weights) so a combination is not flattered against single models. Returns one row per candidate:
     candidate, mase, smape, coverage80, coverage95, folds (index: candidate).
     """
-    return _evaluate(backtest, scale, combinations)[0]
+    return _evaluate(backtest, scale, combinations, pool)[0]
 
 
 def _evaluate(
-    backtest: pd.DataFrame, scale: float, combinations: Iterable[str]
-) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """evaluate(), plus each candidate's MASE fold by fold."""
+    backtest: pd.DataFrame, scale: float, combinations: Iterable[str], pool: int
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
+    """evaluate(), plus each candidate's MASE fold by fold and the models the combinations pool, best first."""
     wide = backtest.set_index(["fold", "step", "model"])[[*VALUES, "actual"]].unstack("model").dropna()
     if wide.empty:
         raise ValueError("evaluate: no (fold, step) point forecast by every model")
@@ -138,24 +140,28 @@ def _evaluate(
 
     fold_mase = {m: per_fold_mase(arrays[POINT][i]) for i, m in enumerate(models)}
     rows = {m: _score(actual, folds, fold_ids, {c: arrays[c][i] for c in VALUES}, scale) for i, m in enumerate(models)}
-    if len(models) > 1:
+    # The pool is ranked on every fold, so a pooled combination is picked with the same hindsight as
+    # the best single model it competes with.
+    pooled = sorted(models, key=lambda m: rows[m]["mase"])[: pool or None]
+    if len(pooled) > 1:
+        members = [models.index(m) for m in pooled]
         for method in combinations:
             if method == "median":
-                combined = {c: np.median(arrays[c], axis=0) for c in VALUES}
+                combined = {c: np.median(arrays[c][members], axis=0) for c in VALUES}
             else:
                 combined = {c: np.empty_like(actual) for c in VALUES}
                 for k, fold in enumerate(fold_ids):
                     others = [j for j in range(len(fold_ids)) if j != k] or [k]
-                    w = inverse_score_weights({m: fold_mase[m][others].mean() for m in models})
-                    wv = np.array([w[m] for m in models])
+                    w = inverse_score_weights({m: fold_mase[m][others].mean() for m in pooled})
+                    wv = np.array([w[m] for m in pooled])
                     mask = folds == fold
                     for c in VALUES:
-                        combined[c][mask] = wv @ arrays[c][:, mask]
+                        combined[c][mask] = wv @ arrays[c][members][:, mask]
             rows[method] = _score(actual, folds, fold_ids, combined, scale)
             fold_mase[method] = per_fold_mase(combined[POINT])
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "candidate"
-    return table, fold_mase
+    return table, fold_mase, pooled
 
 
 def choose(
@@ -163,8 +169,12 @@ def choose(
     scale: float,
     combinations: Iterable[str] = COMBINATIONS,
     single_margin: float = 0.0,
+    pool: int = 0,
 ) -> tuple[Choice, pd.DataFrame]:
     """Pick the published forecast of one series by backtest MASE: the best model or a combination.
+
+    Combinations take the `pool` models with the best backtest MASE (0: every model): a weak model
+    (seasonal naive, the floor) then does not drag a median or take a share of the weights.
 
     A single model wins only when it beats the best combination on every fold and its MASE is lower
     by more than `single_margin` (a fraction): picking the best of several noisy scores rewards luck,
@@ -172,7 +182,7 @@ def choose(
     evaluation table it was made from.
     """
     combinations = tuple(combinations)
-    table, fold_mase = _evaluate(backtest, scale, combinations)
+    table, fold_mase, pooled = _evaluate(backtest, scale, combinations, pool)
     models = [c for c in table.index if c not in COMBINATIONS]
     single = table.loc[models, "mase"].idxmin()
     best, best_mase = single, float(table.at[single, "mase"])
@@ -184,9 +194,9 @@ def choose(
         if not clear_win:
             best, best_mase = combo, combo_mase
     if best == "weighted":
-        weights = inverse_score_weights(table.loc[models, "mase"].to_dict())
+        weights = inverse_score_weights(table.loc[pooled, "mase"].to_dict())
     elif best == "median":
-        weights = {m: 1.0 / len(models) for m in models}
+        weights = {m: 1.0 / len(pooled) for m in pooled}
     else:
         weights = {best: 1.0}
     return Choice(method=best, weights=weights, mase=best_mase), table

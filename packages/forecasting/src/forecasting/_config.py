@@ -29,6 +29,7 @@ CONTAINER_ENV = "AZURE_STORAGE_CONTAINER"
 class SelectSettings:
     combinations: tuple[str, ...] = COMBINATIONS
     single_margin: float = 0.05
+    pool: int = 0
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ def load_settings(path: Path | None = None) -> Settings:
     select = SelectSettings(
         combinations=reader.combinations("select", "combinations"),
         single_margin=reader.number("select", "single_margin", minimum=0.0, maximum=1.0),
+        pool=reader.pool("select", "pool"),
     )
     report = ReportSettings(history_points=int(reader.number("report", "history_points", minimum=1, integer=True)))
     upload = UploadSettings(
@@ -202,6 +204,12 @@ class _Reader:
                 f"{self.source}: {table}.{key} must be a list drawn from {list(COMBINATIONS)}, got {value!r}"
             )
         return tuple(dict.fromkeys(value))
+
+    def pool(self, table: str, key: str) -> int:
+        value = int(self.number(table, key, minimum=0, integer=True))
+        if value == 1:
+            raise ConfigError(f"{self.source}: {table}.{key}=1 combines one model; use 0 (all) or at least 2")
+        return value
 
     def reject_unknown(self, tables: dict[str, type]) -> None:
         for table, section in self.data.items():

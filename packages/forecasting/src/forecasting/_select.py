@@ -45,7 +45,7 @@ def build(predictions: Predictions, settings: SelectSettings) -> Published:
             past = past[past["date"] < backtest["date"].min()].sort_values("date")["value"].to_numpy()
             scale = mase_scale(past, predictions.season_length(series))
             try:
-                choice, table = choose(backtest, scale, settings.combinations, settings.single_margin)
+                choice, table = choose(backtest, scale, settings.combinations, settings.single_margin, settings.pool)
             except ValueError as exc:
                 raise InputError(f"{predictions.directory / 'backtests.parquet'}: series {series}: {exc}") from None
         choices[series] = choice
