@@ -258,7 +258,7 @@ def markdown(results: dict, cli: dict | None, quick: bool) -> list[str]:
             "## Stage CLI on M3 monthly",
             "",
             f"{cli['series']} series, `python -m modelling run --jobs 2` with models auto_sarima + seasonal_naive "
-            "and no backtest folds (CLI_CONFIG in bench_modelling.py; the default config fits 4 models, each "
+            "and no backtest folds (CLI_CONFIG in bench_modelling.py; the default config fits 5 models, each "
             "also on 3 backtest folds).",
             "",
             f"- first run: {first['wall_s']:.1f} s wall, peak RSS of the process tree "
