@@ -160,7 +160,7 @@ def _tree_rss(pid: int) -> int:
 CLI_CONFIG = """models = ["auto_sarima", "seasonal_naive"]
 levels = [80, 95]
 min_points = 12
-transform = "none"
+transform = "auto"
 daily_window = 520
 [horizon]
 D = 14

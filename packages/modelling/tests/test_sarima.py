@@ -110,6 +110,14 @@ def test_auto_transform_picks_log_for_multiplicative_growth():
     t = np.arange(120)
     rng = np.random.default_rng(5)
     y = np.exp(0.02 * t + 0.3 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 0.03, 120))
-    result = auto_sarima(y, 12, 12, transform="auto")
+    result = auto_sarima(y, 12, 12)
     assert result.attrs["transform"] == "log"
     assert (result["lo95"] > 0).all()
+    assert auto_sarima(y, 12, 12, transform="none").attrs["transform"] == "none"
+
+
+def test_auto_transform_leaves_short_seasons_alone():
+    # Four points a season give Guerrero's rule too little to compare: quarterly data stays untransformed.
+    t = np.arange(60)
+    y = np.exp(0.03 * t + 0.3 * np.sin(2 * np.pi * t / 4) + np.random.default_rng(5).normal(0, 0.03, 60))
+    assert auto_sarima(y, 4, 8).attrs["transform"] == "none"

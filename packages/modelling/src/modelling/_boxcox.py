@@ -1,6 +1,7 @@
 """Variance-stabilising transform: Box-Cox with Guerrero's lambda, snapped to log / square root / none.
 
-Rule: only for strictly positive series with at least two full seasons; Guerrero's method picks the
+Rule: only for strictly positive series with at least two full seasons of at least MIN_SEASON points
+each; Guerrero's method picks the
 lambda in [0, 1] that makes the per-season coefficient of variation most constant, and it is snapped
 to the nearest of 0 (log), 0.5 (square root) or 1 (no transform) so the choice is readable and stable
 from one run to the next. Forecasts are back-transformed (they become medians, which is what MASE
@@ -12,6 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 SNAP = (0.0, 0.5, 1.0)
+# Guerrero compares one standard deviation per season; from 2-4 points (annual, quarterly data) those
+# are mostly noise. Chosen on the M3 categories outside the benchmark's target sets (the target sets'
+# test part was not used): monthly "auto" MASE 0.802 vs 0.830 without a transform, quarterly 1.474 vs 1.427.
+MIN_SEASON = 6
 
 
 def guerrero(x: np.ndarray, m: int) -> float:
@@ -31,7 +36,7 @@ def guerrero(x: np.ndarray, m: int) -> float:
 
 def choose_lambda(x: np.ndarray, m: int) -> float:
     """1.0 means no transform."""
-    if np.any(x <= 0) or len(x) < 2 * max(2, m):
+    if np.any(x <= 0) or m < MIN_SEASON or len(x) < 2 * m:
         return 1.0
     lam = guerrero(x, m)
     return min(SNAP, key=lambda s: abs(s - lam))

@@ -85,7 +85,7 @@ def auto_sarima(
     horizon: int,
     levels: Sequence[float] = (80, 95),
     *,
-    transform: str = "none",
+    transform: str = "auto",
     start: Choice | None = None,
     refit: bool = True,
 ) -> pd.DataFrame:
@@ -96,8 +96,8 @@ def auto_sarima(
     "order", "seasonal_order", "constant", "transform", "fallback" (None or the reason), "choice"
     (a `Choice.to_json()` for the cache) and "notes".
 
-    `transform`: "none", or "auto" for the Box-Cox rule of `_boxcox` (off by default: on the M3
-    benchmark it made MASE worse, see bench/results/modelling.md).
+    `transform`: "auto" for the Box-Cox rule of `_boxcox` (log, square root or none, for seasons of
+    6 and more), or "none".
     `start`, a cached `Choice`, skips the search: with `refit` the model is re-estimated from the
     cached parameters (a series that gained observations), without it the cached parameters are
     used as they are (an unchanged series).
