@@ -19,24 +19,30 @@ Writes bench/results/forecasting.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import hashlib
-import json
 import os
-import pickle
-import subprocess
-import sys
-import tempfile
-import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import replace
-from importlib import resources
-from importlib.metadata import version
-from pathlib import Path
 
-import numpy as np
-import pandas as pd
+# One BLAS thread per worker process, as the modelling stage and bench_modelling.py do: two workers
+# each running a threaded BLAS on these small matrices spin more than they compute.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import pickle  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+from dataclasses import replace  # noqa: E402
+from importlib import resources  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
