@@ -1,6 +1,9 @@
 """The stage end to end on a scaffolded root: outputs, incremental re-runs, the cache, bad input."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -57,6 +60,23 @@ def test_rerun_with_nothing_new_fits_nothing_and_writes_no_run(two_series, predi
     assert runs(predictions) == ["r1"]
     assert "nothing new" in capsys.readouterr().err
     assert (predictions / "LATEST").read_text().strip() == "r1"
+
+
+def test_nothing_new_is_recognised_from_the_bytes_without_pandas(two_series, scraped, predictions, monkeypatch):
+    assert model("r1", monkeypatch) == EXIT_OK
+    check = (
+        "import sys; from modelling._cli import main; rc = main(['run']); "
+        "assert 'pandas' not in sys.modules, 'pandas was imported'; sys.exit(rc)"
+    )
+    quick = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                           env=os.environ | {"PIPELINE_RUN_ID": "r2"}, check=False)  # fmt: skip
+    assert quick.returncode == EXIT_OK, quick.stderr
+    assert "nothing new since run r1" in quick.stderr
+    # Other bytes, same series (the manifest re-serialised): the full check runs and still finds nothing new.
+    manifest = scraped / "manifest.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=4))
+    assert model("r3", monkeypatch) == EXIT_OK
+    assert runs(predictions) == ["r1"]
 
 
 def test_grown_series_is_refit_from_its_cached_order_and_the_other_reused(

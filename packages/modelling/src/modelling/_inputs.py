@@ -10,14 +10,13 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING
 
 from modelling._config import FREQUENCIES
 from modelling._errors import InputError, SeriesError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MANIFEST = "manifest.json"
 
@@ -67,8 +66,27 @@ def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
     return refs, problems
 
 
+def inputs_digest(scraped: Path, refs: list[SeriesRef]) -> str:
+    """sha256 over the manifest and every file it lists, as bytes: equal digests mean equal inputs.
+
+    Reads bytes only (no pandas), so a run with nothing new can be recognised in milliseconds.
+    """
+    digest = hashlib.sha256()
+    for path in [scraped / MANIFEST, *(scraped / f for f in sorted({r.file for r in refs}))]:
+        digest.update(str(path.relative_to(scraped)).encode() + b"\0")
+        try:
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        except OSError:
+            digest.update(b"unreadable")
+    return digest.hexdigest()
+
+
 def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
     """The series as floats on a DatetimeIndex (with its frequency), or SeriesError naming file and column."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = scraped / ref.file
     try:
         table = pq.read_table(path, columns=["date", ref.column])
@@ -93,6 +111,8 @@ def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
 
 def fingerprint(series: pd.Series) -> str:
     """sha256 over the dates and values: what decides whether a series changed."""
+    import numpy as np
+
     digest = hashlib.sha256()
     digest.update(series.index.asi8.tobytes())
     digest.update(np.ascontiguousarray(series.to_numpy(dtype=float)).tobytes())
