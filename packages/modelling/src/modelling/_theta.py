@@ -106,23 +106,31 @@ def _trend_line(z: np.ndarray) -> tuple[float, float]:
     return float(intercept), float(slope)
 
 
+def _forecast_from(
+    level: np.ndarray | float,
+    origin: np.ndarray | int,
+    h: np.ndarray | int,
+    line: tuple[float, float],
+    alpha: float,
+    weight: float,
+) -> np.ndarray:
+    """The forecast h steps after origin t from the level l_t (the paper's equation; arrays broadcast):
+    l_t + w ((1 - a)^t A + ((h - 1) + (1 - (1 - a)^(t + 1)) / a) B)."""
+    intercept, slope = line
+    decay = (1.0 - alpha) ** origin
+    return level + weight * (decay * intercept + ((h - 1) + (1.0 - decay * (1.0 - alpha)) / alpha) * slope)
+
+
 def _one_step(z: np.ndarray, line: tuple[float, float], level0: float, alpha: float, weight: float) -> np.ndarray:
     """mu_t, the one-step forecasts of z_1..z_n made at t - 1."""
-    intercept, slope = line
-    decay = (1.0 - alpha) ** np.arange(len(z))  # (1 - a)^(t-1)
-    levels = _levels(z, level0, alpha)
-    previous = np.concatenate(([level0], levels[:-1]))
-    return previous + weight * (decay * intercept + (1.0 - decay * (1.0 - alpha)) / alpha * slope)
+    previous = np.concatenate(([level0], _levels(z, level0, alpha)[:-1]))
+    return _forecast_from(previous, np.arange(len(z)), 1, line, alpha, weight)
 
 
 def _forecast(
     z: np.ndarray, line: tuple[float, float], level0: float, alpha: float, weight: float, steps: np.ndarray
 ) -> np.ndarray:
-    n = len(z)
-    intercept, slope = line
-    levels = _levels(z, level0, alpha)
-    decay = (1.0 - alpha) ** n
-    return levels[-1] + weight * (decay * intercept + ((steps - 1) + (1.0 - decay * (1.0 - alpha)) / alpha) * slope)
+    return _forecast_from(_levels(z, level0, alpha)[-1], len(z), steps, line, alpha, weight)
 
 
 def _levels(z: np.ndarray, level0: float, alpha: float) -> np.ndarray:
@@ -134,15 +142,12 @@ def _in_sample_rmse(
     z: np.ndarray, line: tuple[float, float], level0: float, alpha: float, weight: float, horizon: int
 ) -> np.ndarray:
     """Root mean squared error of the h-step forecasts from every in-sample origin (nan: too few)."""
-    n, (intercept, slope) = len(z), line
+    n = len(z)
     levels = _levels(z, level0, alpha)
     rmse = np.full(horizon, np.nan)
     for h in range(1, min(horizon, n - MIN_ERRORS) + 1):
         origin = np.arange(1, n - h + 1)
-        decay = (1.0 - alpha) ** origin
-        forecast = levels[origin - 1] + weight * (
-            decay * intercept + ((h - 1) + (1.0 - decay * (1.0 - alpha)) / alpha) * slope
-        )
+        forecast = _forecast_from(levels[origin - 1], origin, h, line, alpha, weight)
         rmse[h - 1] = np.sqrt(np.mean((z[origin - 1 + h] - forecast) ** 2))
     return rmse
 
