@@ -166,8 +166,9 @@ class ShareLock:
     def _break(self, seen: bytes) -> None:
         # Rename first, so that two processes breaking the same stale lock cannot both delete a fresh one.
         aside = f"{self.path}.broken-{os.getpid()}"
+        # Over SMB each step can meet the file busy for a moment after the previous one closed it.
         try:
-            os.rename(self.path, aside)
+            retry_busy(os.rename, self.path, aside)
         except FileNotFoundError:
             return
         with open(aside, "rb") as fh:
@@ -175,6 +176,6 @@ class ShareLock:
         if taken != seen:
             # We moved a lock someone took a moment ago: give it back.
             if not os.path.lexists(self.path):
-                os.rename(aside, self.path)
+                retry_busy(os.rename, aside, self.path)
             raise LockHeldError(f"{self.path}: another process took the lock while a stale one was being broken")
-        os.unlink(aside)
+        retry_busy(os.unlink, aside)
