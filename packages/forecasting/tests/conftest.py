@@ -63,12 +63,14 @@ def write_predictions(
     failed: dict[str, str] | None = None,
     without_forecasts: tuple[str, ...] = (),
     without_backtests: tuple[str, ...] = (),
+    interval_scale: float = 1.0,
 ) -> Path:
     """Write predictions/<run>/ like modelling does: the Parquet files, then run.json, then LATEST.
 
     series: name -> frequency code ("MS" monthly, "QS" quarterly). complete=False leaves out
     run.json (a killed run); without_forecasts drops those series from forecasts.parquet only,
     without_backtests from backtests.parquet only (a series too short to backtest).
+    interval_scale multiplies every interval's half-width (below 1: intervals too narrow for the errors).
     """
     series = series or {"GDP": "QS", "UNRATE": "MS", "CPI": "MS"}
     rng = np.random.default_rng(seed)
@@ -90,12 +92,14 @@ def write_predictions(
         for model in MODELS:
             if name not in without_forecasts:
                 centre = y[n - 1] + 0.3 * np.arange(1, h + 1) + bias[model]
-                forecasts.append(_model_rows(name, model, centre, dates[n:], noise[model], rng))
+                forecasts.append(_model_rows(name, model, centre, dates[n:], noise[model], rng, interval_scale))
             mase_folds = []
             for fold in range(folds):
                 origin = n - (folds - fold) * h // 2 - h
                 actual = y[origin : origin + h]
-                rows = _model_rows(name, model, actual + bias[model], dates[origin : origin + h], noise[model], rng)
+                rows = _model_rows(
+                    name, model, actual + bias[model], dates[origin : origin + h], noise[model], rng, interval_scale
+                )
                 rows.insert(2, "fold", fold)
                 rows.insert(5, "actual", actual)
                 if name not in without_backtests:
@@ -123,10 +127,10 @@ def write_predictions(
     return directory
 
 
-def _model_rows(name: str, model: str, centre, dates, sigma: float, rng) -> pd.DataFrame:
+def _model_rows(name: str, model: str, centre, dates, sigma: float, rng, interval_scale: float = 1.0) -> pd.DataFrame:
     h = len(dates)
     mean = np.asarray(centre, dtype=float) + rng.normal(0, sigma, h)
-    spread = sigma * np.sqrt(np.arange(1, h + 1))
+    spread = interval_scale * sigma * np.sqrt(np.arange(1, h + 1))
     return pd.DataFrame({
         "series": name, "model": model, "step": np.arange(1, h + 1), "date": dates, "mean": mean,
         "lo80": mean - Z[80] * spread, "hi80": mean + Z[80] * spread,

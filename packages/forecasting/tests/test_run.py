@@ -190,6 +190,8 @@ def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
         ("[select]\npool = 1\n", "select.pool=1 combines one model"),
         ("[select]\npool = 2.5\n", "select.pool must be an integer"),
         ("[upload]\nretries = 3\n", "upload.retries: unknown key"),
+        ("[intervals]\ncalibrate = 'yes'\n", "intervals.calibrate must be true or false"),
+        ("[intervals]\nmin_points = 0\n", "intervals.min_points=0 must be >= 1"),
         ("[select\n", "invalid TOML"),
     ],
 )
@@ -230,6 +232,7 @@ def test_packaged_config_is_found_and_complete(project):
     assert settings.source == default_config_path() and settings.source.name == "forecasting.toml"
     assert settings.select.combinations == ("weighted", "median")
     assert settings.upload.container == "forecasts"
+    assert settings.intervals.calibrate is True and settings.intervals.min_points == 40
     assert Path(settings.source).parent.name == "config"
 
 

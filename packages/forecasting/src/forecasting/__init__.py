@@ -7,6 +7,7 @@ self-contained HTML report under data/output/<run_id>/, and uploads a run to Azu
 Where things happen:
   _inputs.py   reading and checking predictions/ (LATEST, run.json, the Parquet files)
   _combine.py  the pure scoring and combination functions (public below; the benchmark uses them)
+  _calibrate.py  rescaling the published intervals to their backtest coverage, per frequency (public too)
   _select.py   per series: score candidates, choose, build the published tables
   _report.py   report.html and its charts
   _publish.py  `run`: the write order that keeps LATEST on a complete run, pruning
@@ -23,6 +24,9 @@ from storage_links import lazy_exports
 # Names are imported on first use (PEP 562): `forecasting run` with nothing new and `upload`
 # without credentials must not pay for importing pandas, matplotlib or azure-storage-blob.
 _SOURCES = {
+    "Calibration": "_calibrate",
+    "calibrate": "_calibrate",
+    "rescale": "_calibrate",
     "Choice": "_combine",
     "choose": "_combine",
     "combine": "_combine",

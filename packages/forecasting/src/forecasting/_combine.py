@@ -50,6 +50,18 @@ class Choice:
             return candidates[self.method].loc[:, list(VALUES)].copy()
         return combine({m: candidates[m] for m in self.weights}, self.method, self.weights)
 
+    def apply_backtest(self, backtest: pd.DataFrame) -> pd.DataFrame:
+        """This choice on one series' backtest folds (rows model, fold, step, actual, mean, ...).
+
+        Returns one row per (fold, step) that every model it uses forecast: actual and the values.
+        A weighted combination uses its final weights on every fold.
+        """
+        wide = backtest.set_index(["fold", "step", "model"])[[*VALUES, "actual"]].unstack("model")
+        frames = {m: wide.xs(m, axis=1, level="model") for m in self.weights}
+        out = self.apply(frames)
+        out["actual"] = frames[next(iter(frames))]["actual"]
+        return out.dropna()
+
 
 def combine(
     candidates: Mapping[str, pd.DataFrame], method: str = "weighted", weights: Mapping[str, float] | None = None

@@ -33,6 +33,12 @@ class SelectSettings:
 
 
 @dataclass(frozen=True)
+class IntervalSettings:
+    calibrate: bool = True
+    min_points: int = 40
+
+
+@dataclass(frozen=True)
 class ReportSettings:
     history_points: int = 96
 
@@ -49,6 +55,7 @@ class UploadSettings:
 class Settings:
     source: Path
     select: SelectSettings
+    intervals: IntervalSettings
     report: ReportSettings
     upload: UploadSettings
     profile: str = "local"
@@ -91,6 +98,10 @@ def load_settings(path: Path | None = None) -> Settings:
         single_margin=reader.number("select", "single_margin", minimum=0.0, maximum=1.0),
         pool=reader.pool("select", "pool"),
     )
+    intervals = IntervalSettings(
+        calibrate=reader.flag("intervals", "calibrate"),
+        min_points=int(reader.number("intervals", "min_points", minimum=1, integer=True)),
+    )
     report = ReportSettings(history_points=int(reader.number("report", "history_points", minimum=1, integer=True)))
     upload = UploadSettings(
         container=reader.text("upload", "container"),
@@ -98,8 +109,10 @@ def load_settings(path: Path | None = None) -> Settings:
         connect_timeout_s=reader.number("upload", "connect_timeout_s", minimum=0.1),
         read_timeout_s=reader.number("upload", "read_timeout_s", minimum=0.1),
     )
-    reader.reject_unknown({"select": SelectSettings, "report": ReportSettings, "upload": UploadSettings})
-    return Settings(source=source, select=select, report=report, upload=upload, profile=profile())
+    reader.reject_unknown(
+        {"select": SelectSettings, "intervals": IntervalSettings, "report": ReportSettings, "upload": UploadSettings}
+    )
+    return Settings(source=source, select=select, intervals=intervals, report=report, upload=upload, profile=profile())
 
 
 def profile() -> str:
@@ -191,6 +204,12 @@ class _Reader:
             raise ConfigError(f"{self.source}: {table}.{key}={value!r} must be {bounds}")
         return float(value)
 
+    def flag(self, table: str, key: str) -> bool:
+        value = self._get(table, key, getattr(_DEFAULTS[table], key))
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.source}: {table}.{key} must be true or false, got {value!r}")
+        return value
+
     def text(self, table: str, key: str) -> str:
         value = self._get(table, key, getattr(_DEFAULTS[table], key))
         if not isinstance(value, str) or not value:
@@ -223,4 +242,9 @@ class _Reader:
                     )
 
 
-_DEFAULTS = {"select": SelectSettings(), "report": ReportSettings(), "upload": UploadSettings()}
+_DEFAULTS = {
+    "select": SelectSettings(),
+    "intervals": IntervalSettings(),
+    "report": ReportSettings(),
+    "upload": UploadSettings(),
+}

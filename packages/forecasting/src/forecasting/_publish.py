@@ -67,7 +67,7 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     from forecasting._select import build
 
     predictions = load_predictions(predictions_run)
-    published = build(predictions, settings.select)
+    published = build(predictions, settings.select, settings.intervals)
     n_series = len(published.choices)
     combos = sum(c.is_combination for c in published.choices.values())
     log.info(

@@ -45,6 +45,7 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
         f'<p class="meta">Created {created} from predictions run {_e(predictions.run_id)} '
         f"({_e(predictions.meta.get('created_at', '?'))}). {len(published.choices)} series published"
         f"{', ' + str(len(published.failed)) + ' failed in modelling' if published.failed else ''}.</p>",
+        _calibration_note(published),
         _summary_table(predictions, published),
         _failed_list(published),
     ]
@@ -86,6 +87,25 @@ def _accuracy_table(published: Published) -> str:
         '<table><thead><tr><th>candidate</th><th class="num">series</th><th class="num">mean MASE</th>'
         '<th class="num">coverage 80%</th><th class="num">coverage 95%</th></tr></thead>'
         f"<tbody>{body}</tbody></table>"
+    )
+
+
+def _calibration_note(published: Published) -> str:
+    """How the published intervals were rescaled per frequency (see _calibrate.py)."""
+    if not published.calibration:
+        return '<p class="note">Intervals: as the models gave them (calibration is off).</p>'
+    items = "".join(
+        f"<li>{_e(freq)}: "
+        + (f"{_e(c.describe())}, from {c.points} backtest points" if c.applied
+           else f"as the models gave them ({c.points} backtest points)")
+        + "</li>"
+        for freq, c in published.calibration.items()
+    )  # fmt: skip
+    return (
+        '<p class="note">Intervals: each frequency\'s 80% and 95% intervals are rescaled around the forecast so '
+        "that, pooled over its series, they cover the backtest actuals at their nominal level. The coverage "
+        "columns below are the models' intervals before this.</p>"
+        f'<ul class="note">{items}</ul>'
     )
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from forecasting._calibrate import Calibration, calibrate, rescale
 from forecasting._combine import VALUES, Choice, choose, mase_scale
-from forecasting._config import SelectSettings
+from forecasting._config import IntervalSettings, SelectSettings
 from forecasting._errors import InputError
 from forecasting._inputs import Predictions
 
@@ -26,11 +27,12 @@ class Published:
     scores: pd.DataFrame  # SCORE_COLUMNS: every candidate's backtest accuracy, the chosen one marked
     choices: dict[str, Choice]
     failed: dict[str, str]  # series -> reason, from modelling's run.json
+    calibration: dict[str, Calibration]  # frequency -> how its series' intervals were rescaled
 
 
-def build(predictions: Predictions, settings: SelectSettings) -> Published:
-    """Choose per series (see forecasting.choose) and assemble the forecast and score tables."""
-    forecasts, scores, choices = [], [], {}
+def build(predictions: Predictions, settings: SelectSettings, intervals: IntervalSettings) -> Published:
+    """Choose per series (see forecasting.choose), calibrate the intervals per frequency, assemble the tables."""
+    published, scores, choices, checked = {}, [], {}, {}
     backtests = dict(tuple(predictions.backtests.groupby("series", sort=False)))
     history = dict(tuple(predictions.history.groupby("series", sort=False)))
     for series, rows in predictions.forecasts.groupby("series", sort=True):
@@ -48,28 +50,57 @@ def build(predictions: Predictions, settings: SelectSettings) -> Published:
                 choice, table = choose(backtest, scale, settings.combinations, settings.single_margin, settings.pool)
             except ValueError as exc:
                 raise InputError(f"{predictions.directory / 'backtests.parquet'}: series {series}: {exc}") from None
+            checked[series] = choice.apply_backtest(backtest)
         choices[series] = choice
         first = candidates[next(iter(candidates))]
-        published = choice.apply(candidates)
-        published.insert(0, "date", first["date"])
-        published.insert(0, "step", published.index)
-        published.insert(0, "series", series)
-        published["method"] = "single" if not choice.is_combination else choice.method
-        published["models"] = choice.describe()
-        forecasts.append(published.reset_index(drop=True))
+        forecast = choice.apply(candidates)
+        forecast.insert(0, "date", first["date"])
+        forecast.insert(0, "step", forecast.index)
+        forecast.insert(0, "series", series)
+        forecast["method"] = "single" if not choice.is_combination else choice.method
+        forecast["models"] = choice.describe()
+        published[series] = forecast.reset_index(drop=True)
         table = table.reset_index()
         table.insert(0, "series", series)
         table["chosen"] = table["candidate"] == choice.method
         scores.append(table)
         log.debug("%s: %s (backtest MASE %.3f)", series, choice.describe(), choice.mase)
-    if not forecasts:
+    if not published:
         raise InputError(f"{predictions.directory / 'forecasts.parquet'}: no series to publish")
+    calibration = _calibrate(predictions, published, checked, intervals) if intervals.calibrate else {}
     return Published(
-        forecasts=pd.concat(forecasts, ignore_index=True)[FORECAST_COLUMNS],
+        forecasts=pd.concat(published.values(), ignore_index=True)[FORECAST_COLUMNS],
         scores=pd.concat(scores, ignore_index=True)[SCORE_COLUMNS],
         choices=choices,
         failed={str(k): str(v) for k, v in predictions.meta["failed"].items()},
+        calibration=calibration,
     )
+
+
+def _calibrate(
+    predictions: Predictions,
+    published: dict[str, pd.DataFrame],
+    checked: dict[str, pd.DataFrame],
+    intervals: IntervalSettings,
+) -> dict[str, Calibration]:
+    """Rescale the intervals of `published` in place, one factor per level and frequency."""
+    groups: dict[str, list[str]] = {}
+    for series in published:
+        groups.setdefault(str(predictions.meta["frequency"].get(series, "?")), []).append(series)
+    calibration = {}
+    for frequency, members in sorted(groups.items()):
+        result = calibrate([checked[s] for s in members if s in checked], intervals.min_points)
+        calibration[frequency] = result
+        if not result.applied:
+            why = f"fewer than {intervals.min_points}" if result.points < intervals.min_points else "no usable factor"
+            log.info("frequency %s: intervals as the models gave them (%d backtest points, %s)",
+                     frequency, result.points, why)  # fmt: skip
+            continue
+        log.info("frequency %s: intervals calibrated on %d backtest points: %s", frequency, result.points,
+                 result.describe())  # fmt: skip
+        for series in members:
+            published[series] = rescale(published[series], result.factors)
+    return calibration
 
 
 def _candidates(predictions: Predictions, series: str, rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
