@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 import socket
 from pathlib import Path
@@ -12,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from fake_servers import VALID_KEY, FakeServer, Fault, monthly
-from scraping import load_config, run
+from scraping import StoreError, load_config, run
 from support import manifest, snapshot, stored, write_config
 
 
@@ -191,14 +192,122 @@ def test_truncated_answer_fails_cleanly_and_keeps_the_stored_file(tmp_path, proj
     assert snapshot(project) == before
 
 
-def test_a_value_that_is_not_a_number_is_a_malformed_answer(tmp_path, project, server):
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_a_value_that_is_not_a_number_is_a_malformed_answer(tmp_path, project, server, fmt):
     server.add(monthly("BROKEN"))
     server.series["BROKEN"].observations[2] = ("2020-03-01", "n/a")
 
-    report = fresh_run(tmp_path, series=("BROKEN",))
+    report = fresh_run(tmp_path, series=("BROKEN",), fmt=fmt)
 
     assert report.results[0].status == "failed"
-    assert report.results[0].detail.startswith("FRED observations BROKEN: ValueError")
+    assert report.results[0].detail.startswith("FRED observations BROKEN: a value is not a number (")
+    assert "'n/a'" in report.results[0].detail
+
+
+def observations_body(fmt: str, rows: list[dict]) -> bytes:
+    """An observations answer as FRED words it, with rows given attribute by attribute."""
+    if fmt == "json":
+        return json.dumps({"count": len(rows), "observations": rows}).encode()
+    tags = "".join("<observation " + " ".join(f'{k}="{v}"' for k, v in row.items()) + "/>" for row in rows)
+    return f'<?xml version="1.0" encoding="utf-8" ?><observations count="{len(rows)}">{tags}</observations>'.encode()
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_dots_are_missing_values_wherever_they_stand(tmp_path, project, server, fmt):
+    server.add(monthly("DOTS", n=5, missing=(0, 2, 4)), monthly("ALLDOTS", n=3, missing=(0, 1, 2)))
+
+    report = fresh_run(tmp_path, series=("DOTS", "ALLDOTS"), fmt=fmt)
+
+    assert [r.status for r in report.results] == ["updated", "updated"]
+    values = stored(project, "fred/DOTS")["value"].tolist()
+    assert [math.isnan(v) for v in values] == [True, False, True, False, True]
+    assert values[1] == 100.25 and values[3] == 100.75
+    frame = stored(project, "fred/ALLDOTS")
+    assert len(frame) == 3 and frame["value"].isna().all() and frame["value"].dtype == np.float64
+
+
+@pytest.mark.parametrize("fmt", ["xml", "json"])
+def test_an_empty_observation_list_keeps_every_stored_row(tmp_path, project, server, fmt):
+    fresh_run(tmp_path, fmt=fmt)
+    before = snapshot(project)
+    server.series["UNRATE"].last_updated = "2025-01-01 00:00:00-06"
+    server.script("UNRATE", Fault(), Fault(status=200, body=observations_body(fmt, [])))
+
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert [r.status for r in report.results] == ["unchanged"] * 3
+    assert {k: v for k, v in snapshot(project).items() if k != "manifest.json"} == {
+        k: v for k, v in before.items() if k != "manifest.json"
+    }
+    assert manifest(project)["series"]["fred/UNRATE"]["last_updated"] == "2025-01-01T00:00:00-06:00"
+
+
+def test_a_series_with_no_observations_at_all_fails_clearly(tmp_path, project, server):
+    server.script("GDP", Fault(), Fault(status=200, body=observations_body("xml", [])))
+
+    report = fresh_run(tmp_path, series=("GDP",))
+
+    assert report.results[0].describe() == "failed: FRED observations GDP: the series has no observations"
+    assert not (project / "fred/GDP.parquet").exists()
+
+
+MALFORMED = {
+    "xml": [
+        (b"<observations><observation date='2020-01-01' value='1.0'></observations>", "invalid or truncated XML"),
+        (b"<observations><observation date='2020-01-01' value='1.0'/>", "invalid or truncated XML"),
+        (b"", "invalid or truncated XML"),
+        (observations_body("xml", [{"date": "2020-01-01"}]), "an observation lacks its date or value"),
+        (observations_body("xml", [{"date": "2020-13-01", "value": "1.0"}]), "a date is not YYYY-MM-DD"),
+        (observations_body("xml", [{"date": "01/02/2020", "value": "1.0"}]), "a date is not YYYY-MM-DD"),
+        (observations_body("xml", [{"date": "2020-01-01", "value": ""}]), "a value is not a number"),
+    ],
+    "json": [
+        (b'{"observations": [{"date": "2020-01-01", "value": "1.0"}', "invalid or truncated JSON"),
+        (b'{"observations": {}}', "JSON answer has no 'observations' list"),
+        (b'{"observations": [{"date": "2020-01-01"}]}', "an observation lacks its date or value"),
+        (b'{"observations": [["2020-01-01", "1.0"]]}', "an observation lacks its date or value"),
+        (b'{"observations": [{"date": "2020-01-01", "value": 1.0}]}', "an observation's date or value is not a string"),
+        (b'{"observations": [{"date": "2020-02-30", "value": "1.0"}]}', "a date is not YYYY-MM-DD"),
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "message"), [(fmt, body, message) for fmt, cases in MALFORMED.items() for body, message in cases]
+)
+def test_a_malformed_answer_fails_its_series_in_one_line_and_keeps_the_stored_file(
+    tmp_path, project, server, fmt, body, message
+):
+    fresh_run(tmp_path, fmt=fmt)
+    before = snapshot(project)
+    server.series["CPIAUCSL"].last_updated = "2025-01-01 00:00:00-06"
+    server.script("CPIAUCSL", Fault(), Fault(status=200, body=body))
+
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert [r.status for r in report.results] == ["unchanged", "failed", "unchanged"]
+    detail = report.results[1].detail
+    assert detail.startswith(f"FRED observations CPIAUCSL: {message}") and "\n" not in detail, detail
+    assert snapshot(project) == before
+
+
+def test_a_file_that_cannot_be_written_stops_the_run_and_is_neither_reported_nor_recorded(tmp_path, project, server):
+    (project / "fred" / "CPIAUCSL.parquet").mkdir(parents=True)  # a directory where the file belongs
+    reported = []
+
+    with pytest.raises(StoreError, match=r"fred/CPIAUCSL\.parquet: cannot write: Is a directory"):
+        run(load_config(write_config(tmp_path)), on_result=reported.append)
+
+    # Results are handed on in order once their file is in place: UNRATE's before the failure, none after.
+    assert [r.describe() for r in reported] == ["updated (+24 rows)"] and reported[0].key == "fred/UNRATE"
+    series = manifest(project)["series"]
+    assert "fred/CPIAUCSL" not in series and "fred/UNRATE" in series
+    for entry in series.values():  # every entry describes the file that is there
+        digest = hashlib.sha256((project / entry["file"]).read_bytes()).hexdigest()
+        assert entry["content_hash"] == f"sha256:{digest}"
+    assert sorted(p.name for p in (project / "fred").iterdir()) == sorted(
+        ["CPIAUCSL.parquet", *(Path(e["file"]).name for e in series.values())]
+    )
 
 
 def test_rate_limiter_spaces_every_request_of_the_run(tmp_path, project, server):

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 
@@ -86,7 +87,7 @@ class Fetcher:
         """The response to GET `url`; `what` names the request in messages ("FRED series GDP")."""
         attempts = self._settings.max_retries + 1
         # httpx replaces (not extends) a URL's query when given params, and fredapi builds queries itself.
-        target = httpx.URL(url).copy_merge_params(params or {})
+        target = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url
         for attempt in range(attempts):
             self._limiter.wait()
             self.requests += 1
@@ -98,7 +99,8 @@ class Fetcher:
             except httpx.RequestError as exc:  # its message may hold the URL, so only its kind is kept
                 reason = f"request failed ({type(exc).__name__})"
             else:
-                log.debug("GET %s -> %s", self.redact(str(response.url)), response.status_code)
+                if log.isEnabledFor(logging.DEBUG):  # the URL is only rendered (and redacted) when logged
+                    log.debug("GET %s -> %s", self.redact(str(response.url)), response.status_code)
                 status = response.status_code
                 if status < 400:
                     return response

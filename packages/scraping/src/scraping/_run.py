@@ -8,6 +8,7 @@ A series that fails keeps its previous good file; the others go on.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -86,10 +87,18 @@ def run(
         raise ConfigError("--series: FRED needs FRED_API_KEY or FRED_API_KEY_FILE; without one the run is offline")
     store = Store(data_dir("scraping", "scraped_data"))
     results: list[SeriesResult] = []
+    # Results are handed on in series order, each once its file has landed (the store writes in the
+    # background): a series is never reported updated before its file is in place.
+    waiting: deque[SeriesResult] = deque()
+
+    def hand_on(*, wait: bool) -> None:
+        while waiting and store.landed(waiting[0].key, wait=wait):
+            results.append(waiting.popleft())
+            on_result(results[-1])
 
     def record(result: SeriesResult) -> None:
-        results.append(result)
-        on_result(result)
+        waiting.append(result)
+        hand_on(wait=False)
 
     if config.offline:
         log.info(
@@ -103,6 +112,7 @@ def run(
             return RunReport(results, 0, 0, offline=True)
         for key, (frame, meta) in _bundled.load().items():
             record(_bundled_series(store, key, frame, meta, dry_run))
+        hand_on(wait=True)
         if not dry_run:
             store.save_manifest()
         return RunReport(results, 0, store.files_written, offline=True)
@@ -126,10 +136,11 @@ def run(
                 record(_plan(store, _treasury.KEY))
             else:
                 record(_guard(_treasury.KEY, lambda: _treasury_curve(store, fetcher, config)))
+        hand_on(wait=True)
     finally:
         fetcher.close()
         if not dry_run:
-            store.save_manifest()  # entries change only after their file is in place, so this is always consistent
+            store.save_manifest()  # entries change only once their file is in place, so this is always consistent
     return RunReport(results, fetcher.requests, store.files_written, offline=False)
 
 

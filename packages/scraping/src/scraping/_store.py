@@ -3,6 +3,12 @@
 Parquet bytes are a pure function of the data (same frame -> same bytes), so "unchanged"
 is a byte comparison and the manifest's content hash is stable across runs. A file is only
 written when its bytes differ, always atomically, and the manifest is written last.
+
+Each atomic write waits on two fsyncs (the file, then its directory): one after the other they
+cost more than fetching a series from a fast server, while concurrent ones share the file
+system's journal commits (50 files: ~30 ms in 4 threads against ~300 ms in one on this
+project's disk). So writes go to a few writer threads, and an entry joins the manifest's view
+only once its file has landed (`landed`).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import hashlib
 import io
 import json
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
+WRITERS = 8  # concurrent atomic writes: more than the 4 that already share one journal commit here
 
 
 @dataclass(frozen=True)
@@ -39,15 +47,23 @@ class StoredSeries:
 
 def normalise(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
     """The file contract: `date` datetime64[ns], sorted and unique (the later row wins), float64 values."""
-    dtypes = {"date": "datetime64[ns]", **dict.fromkeys(value_columns, "float64")}
-    frame = frame[["date", *value_columns]]
+    import numpy as np
+    import pandas as pd
+
+    columns = ["date", *value_columns]
+    dtypes = {"date": np.dtype("datetime64[ns]"), **dict.fromkeys(value_columns, np.dtype("float64"))}
+    if list(frame.columns) != columns:
+        frame = frame[columns]
     if any(frame[column].dtype != dtype for column, dtype in dtypes.items()):
         frame = frame.astype(dtypes)
-    dates = frame["date"]
-    # Answers usually arrive sorted and unique; the sort and de-duplication are then skipped.
-    if dates.hasnans or not (dates.is_monotonic_increasing and dates.is_unique):
+    dates = frame["date"].to_numpy()
+    # Answers usually arrive sorted and unique (strictly increasing, which NaT never is): that is
+    # checked on the raw array, and the sort and de-duplication are then skipped.
+    if len(dates) and (np.isnat(dates[0]) or not (dates[1:] > dates[:-1]).all()):
         frame = frame.dropna(subset=["date"]).drop_duplicates("date", keep="last").sort_values("date")
-    return frame.reset_index(drop=True)
+    if not (isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1):
+        frame = frame.reset_index(drop=True)
+    return frame
 
 
 def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -74,6 +90,8 @@ class Store:
         self._path = root / MANIFEST
         self._series = self._load()
         self._original = json.dumps(self._series, sort_keys=True)
+        self._writer: ThreadPoolExecutor | None = None
+        self._in_flight: dict[str, tuple[Future, Path, dict]] = {}  # key -> (write, file, entry once landed)
 
     def _load(self) -> dict[str, dict]:
         try:
@@ -123,21 +141,18 @@ class Store:
             return False
 
     def put(self, key: str, frame: pd.DataFrame, meta: dict, *, origin: str) -> bool:
-        """Store `frame` (already normalised) under `key`; True when the file's bytes changed."""
+        """Store `frame` (already normalised) under `key`; True when the file's bytes change.
+
+        A changed file is written in the background: `landed(key)` tells when it is in place.
+        """
         data = to_parquet_bytes(frame)
         digest = content_hash(data)
         rel = f"{key}.parquet"
         path = self.root / rel
         previous = self._series.get(key)
         unchanged = previous is not None and previous.get("content_hash") == digest and _same_bytes(path, data)
-        if not unchanged:
-            try:
-                atomic_write(path, data)
-            except OSError as exc:
-                raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
-            self.files_written += 1
         columns = [c for c in frame.columns if c != "date"]
-        self._series[key] = {
+        entry = {
             **meta,
             "file": rel,
             "columns": columns,
@@ -148,24 +163,64 @@ class Store:
             "fetched_at": previous["fetched_at"] if unchanged else datetime.now(UTC).isoformat(timespec="seconds"),
             "origin": origin,
         }
-        return not unchanged
+        if unchanged:
+            self._series[key] = entry
+            return False
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="scraping-store")
+        self._in_flight[key] = (self._writer.submit(atomic_write, path, data), path, entry)
+        return True
+
+    def landed(self, key: str, *, wait: bool) -> bool:
+        """Whether `key` has no write in flight (waiting for it if `wait`); StoreError if its write failed.
+
+        A failed write leaves the previous file and entry as they were.
+        """
+        if key not in self._in_flight:
+            return True
+        write, path, entry = self._in_flight[key]
+        if not (wait or write.done()):
+            return False
+        del self._in_flight[key]
+        try:
+            write.result()
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot write: {exc.strerror}") from None
+        self._series[key] = entry
+        self.files_written += 1
+        return True
 
     def update_meta(self, key: str, meta: dict) -> None:
         """Refresh an entry's metadata (title, last_updated...) when the data itself did not change."""
         self._series[key] = {**self._series[key], **meta}
 
     def save_manifest(self) -> bool:
-        """Write manifest.json if any entry changed (after the Parquet files it describes)."""
-        if json.dumps(self._series, sort_keys=True) == self._original:
-            return False
-        text = json.dumps({"format": MANIFEST_FORMAT, "series": self._series}, indent=2, sort_keys=True) + "\n"
-        try:
-            atomic_write(self._path, text)
-        except OSError as exc:
-            raise StoreError(f"{self._path}: cannot write: {exc.strerror}") from None
-        self.files_written += 1
-        self._original = json.dumps(self._series, sort_keys=True)
-        return True
+        """Wait for the writes in flight, then write manifest.json if any entry changed.
+
+        The entries of files that landed are saved even when another write failed; that failure
+        is raised after the manifest is written.
+        """
+        failure = None
+        for key in list(self._in_flight):
+            try:
+                self.landed(key, wait=True)
+            except StoreError as exc:
+                failure = failure or exc
+        if self._writer is not None:
+            self._writer.shutdown()
+            self._writer = None
+        changed = json.dumps(self._series, sort_keys=True) != self._original
+        if changed:
+            text = json.dumps({"format": MANIFEST_FORMAT, "series": self._series}, indent=2, sort_keys=True) + "\n"
+            try:
+                atomic_write(self._path, text)
+            except OSError as exc:
+                raise StoreError(f"{self._path}: cannot write: {exc.strerror}") from None
+            self.files_written += 1
+            self._original = json.dumps(self._series, sort_keys=True)
+        if failure is not None:
+            raise failure
+        return changed
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
