@@ -4,14 +4,20 @@
    run, paired and interleaved (target: at most 1.5x);
 2. a re-run with nothing new: requests per series (target: at most 1) and files rewritten (target: 0).
 
+The server runs in a process of its own, as a real one would be elsewhere: in this process its
+work would hold the GIL that the client being measured needs (the stage's and the bare client's
+alike), and the stage's fetch thread could not overlap anything with it.
+
 Run by `make bench` with the root venv's python; writes bench/results/scraping.{json,md}.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -64,6 +70,56 @@ def fresh_root(base: Path, n: int) -> Path:
     return root / "packages" / "scraping" / "scraped_data"
 
 
+class ServerProcess:
+    """The fake server (with the benchmark's series) in a child process, driven by JSON lines on its stdin."""
+
+    def __init__(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        self.url = self._ask("url")
+
+    def _ask(self, command: str, argument: object = None) -> object:
+        assert self._proc.stdin and self._proc.stdout
+        self._proc.stdin.write(json.dumps([command, argument]) + "\n")
+        self._proc.stdin.flush()
+        return json.loads(self._proc.stdout.readline())
+
+    def set_latency(self, seconds: float) -> None:
+        self._ask("latency", seconds)
+
+    def reset_requests(self) -> None:
+        self._ask("reset")
+
+    def requests(self) -> list[tuple[str, dict[str, str]]]:
+        """(path, query parameters) of every request since the last reset, in arrival order."""
+        return [tuple(r) for r in self._ask("requests")]
+
+    def close(self) -> None:
+        self._ask("quit")
+        self._proc.wait(30)
+
+
+def serve() -> None:
+    """The child's side of ServerProcess."""
+    with FakeServer() as server:
+        server.add(*(make_series(i) for i in range(SERIES)))
+        for line in sys.stdin:
+            command, argument = json.loads(line)
+            answer: object = None
+            if command == "url":
+                answer = server.url
+            elif command == "latency":
+                server.latency = argument
+            elif command == "reset":
+                server.reset_requests()
+            elif command == "requests":
+                answer = [(r.path, r.params) for r in server.requests_to("")]
+            print(json.dumps(answer), flush=True)
+            if command == "quit":
+                return
+
+
 def bare_httpx(urls: list[str]) -> float:
     start = time.perf_counter()
     with httpx.Client(timeout=30) as client:
@@ -72,7 +128,7 @@ def bare_httpx(urls: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def measure(server: FakeServer, base: Path, ids: list[str], fmt: str) -> dict:
+def measure(server: ServerProcess, base: Path, ids: list[str], fmt: str) -> dict:
     config = load_config(config_file(base, ids, fmt))
     stage_times, bare_times, ratios = [], [], []
     urls: list[str] = []
@@ -84,7 +140,9 @@ def measure(server: FakeServer, base: Path, ids: list[str], fmt: str) -> dict:
         stage = time.perf_counter() - start
         assert not report.failed, report.summary()
         if not urls:  # the very URLs the stage asked for, key included
-            urls = [str(httpx.URL(f"{server.url}{r.path}").copy_merge_params(r.params)) for r in server.requests_to("")]
+            urls = [
+                str(httpx.URL(f"{server.url}{path}").copy_merge_params(params)) for path, params in server.requests()
+            ]
         bare = bare_httpx(urls)
         stage_times.append(stage)
         bare_times.append(bare)
@@ -105,7 +163,7 @@ def measure(server: FakeServer, base: Path, ids: list[str], fmt: str) -> dict:
         "ratio_median": round(statistics.median(ratios), 3),
         "ratios": [round(r, 3) for r in ratios],
         "rerun_s": round(rerun_s, 4),
-        "rerun_requests_per_series": len(server.requests) / len(ids),
+        "rerun_requests_per_series": len(server.requests()) / len(ids),
         "rerun_files_rewritten": sum(after[p] != before[p] for p in before) + len(set(after) - set(before)),
         "rerun_statuses": sorted({r.status for r in rerun.results}),
     }
@@ -116,17 +174,20 @@ def main() -> None:
     os.environ.update({"FRED_API_KEY": VALID_KEY, "PIPELINE_PROFILE": "local"})
     results = {}
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as tmp, FakeServer() as server:
-        base = Path(tmp)
-        server.add(*(make_series(i) for i in range(SERIES)))
-        ids = sorted(server.series)
-        os.environ["FRED_API_BASE_URL"] = f"{server.url}/fred"
-        for latency in (0.0, 0.02, 0.1):
-            server.latency = latency
-            for fmt in ("xml", "json"):
-                name = f"{fmt}, latency {latency * 1000:g} ms"
-                results[name] = measure(server, base, ids, fmt)
-                print(name, results[name], file=sys.stderr)
+    server = ServerProcess()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            base = Path(tmp)
+            ids = [make_series(i).id for i in range(SERIES)]
+            os.environ["FRED_API_BASE_URL"] = f"{server.url}/fred"
+            for latency in (0.0, 0.02, 0.1):
+                server.set_latency(latency)
+                for fmt in ("xml", "json"):
+                    name = f"{fmt}, latency {latency * 1000:g} ms"
+                    results[name] = measure(server, base, ids, fmt)
+                    print(name, results[name], file=sys.stderr)
+    finally:
+        server.close()
     load = {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}
     libraries = {lib: version(lib) for lib in ("httpx", "fredapi", "pandas", "pyarrow", "selectolax", "statsmodels")}
     lines = [
@@ -162,4 +223,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    serve() if sys.argv[1:] == ["--serve"] else main()

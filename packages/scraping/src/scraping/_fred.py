@@ -3,7 +3,8 @@
 fredapi fetches with urllib (no timeout) and turns every HTTP error into a bare ValueError,
 so the subclass below replaces its fetching method. Its observation parsing (an ElementTree,
 then a Python loop per row) is replaced too: on long series it was most of the stage's CPU
-time, against a few milliseconds for whole-column parsing (see _columns).
+time. _xml_observations keeps two attributes per element without building a tree, and
+_columns converts whole columns.
 FRED's JSON form (file_type=json) is the alternative wire format (`fred.format = "json"`).
 """
 
@@ -53,11 +54,12 @@ class FredSource:
 
     def info(self, series_id: str) -> SeriesMeta:
         if self._settings.format == "json":
-            payload = self._json("series", series_id, {})
+            what = _what("series", series_id)
+            payload = _json_object(what, self._json_get("series", series_id, {}))
             try:
                 attrs = payload["seriess"][0]
             except (KeyError, IndexError, TypeError):
-                raise MalformedAnswer(f"FRED series {series_id}: JSON answer has no 'seriess' entry") from None
+                raise MalformedAnswer(f"{what}: JSON answer has no 'seriess' entry") from None
         else:
             try:
                 attrs = dict(self._fred.get_series_info(series_id))
@@ -65,12 +67,18 @@ class FredSource:
                 raise MalformedAnswer(f"FRED series {series_id}: {exc}") from None
         return _meta(series_id, attrs)
 
-    def observations(self, series_id: str, start: date | None) -> pd.DataFrame:
-        """`date` (datetime64[ns]) and `value` (float64, NaN for FRED's "."), from `start` on if given."""
-        what = f"FRED observations {series_id}"
+    def fetch_observations(self, series_id: str, start: date | None) -> bytes:
+        """The answer to the observations request, from `start` on if given, for parse_observations."""
         if self._settings.format == "json":
             params = {"observation_start": start.isoformat()} if start else {}
-            rows = self._json("series/observations", series_id, params).get("observations")
+            return self._json_get("series/observations", series_id, params)
+        return self._fred.observations_body(series_id, start)
+
+    def parse_observations(self, series_id: str, body: bytes) -> pd.DataFrame:
+        """`date` (datetime64[ns]) and `value` (float64, NaN for FRED's ".") from an observations answer."""
+        what = _what("series/observations", series_id)
+        if self._settings.format == "json":
+            rows = _json_object(what, body).get("observations")
             if not isinstance(rows, list):
                 raise MalformedAnswer(f"{what}: JSON answer has no 'observations' list")
             try:
@@ -78,20 +86,13 @@ class FredSource:
             except (KeyError, TypeError):
                 raise MalformedAnswer(f"{what}: an observation lacks its date or value") from None
         else:
-            dates, values = self._fred.observation_strings(series_id, start, what)
+            dates, values = _xml_observations(what, body)
         return _columns(what, dates, values)
 
-    def _json(self, path: str, series_id: str, params: dict[str, str]) -> dict:
+    def _json_get(self, path: str, series_id: str, params: dict[str, str]) -> bytes:
         url = f"{self._settings.base_url}/{path}"
         query = {"series_id": series_id, "file_type": "json", **params, "api_key": self._settings.api_key or ""}
-        response = self._fetcher.get(url, query, what=_what(path, series_id), error_detail=_error_detail)
-        try:
-            payload = json.loads(response.content)
-        except ValueError as exc:
-            raise MalformedAnswer(f"{_what(path, series_id)}: invalid or truncated JSON ({exc})") from None
-        if not isinstance(payload, dict):
-            raise MalformedAnswer(f"{_what(path, series_id)}: JSON answer is not an object")
-        return payload
+        return self._fetcher.get(url, query, what=_what(path, series_id), error_detail=_error_detail).content
 
 
 class _FredOverFetcher(Fred):
@@ -111,33 +112,47 @@ class _FredOverFetcher(Fred):
         except ET.ParseError as exc:
             raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
 
-    def observation_strings(self, series_id: str, start: date | None, what: str) -> tuple[list, list]:
-        """fredapi's get_series request; the date and value attributes of each <observation>, as strings.
-
-        expat hands over each element's attributes and the two wanted are kept: no tree is built.
-        """
+    def observations_body(self, series_id: str, start: date | None) -> bytes:
+        """fredapi's get_series request (its parsing is _xml_observations)."""
         url = f"{self.root_url}/series/observations?series_id={series_id}"
         if start is not None:
             url += f"&observation_start={start.isoformat()}"
-        body = self._fetch(url, what)
-        dates: list[str | None] = []
-        values: list[str | None] = []
-
-        def keep(name: str, attrs: dict[str, str]) -> None:
-            if name == "observation":
-                dates.append(attrs.get("date"))
-                values.append(attrs.get("value"))
-
-        parser = expat.ParserCreate()
-        parser.StartElementHandler = keep
-        try:
-            parser.Parse(body, True)
-        except expat.ExpatError as exc:
-            raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
-        return dates, values
+        return self._fetch(url, _what("series/observations", series_id))
 
     def _fetch(self, url: str, what: str) -> bytes:
         return self._fetcher.get(url, {"api_key": self.api_key}, what=what, error_detail=_error_detail).content
+
+
+def _xml_observations(what: str, body: bytes) -> tuple[list, list]:
+    """The date and value attributes of each <observation>, as strings.
+
+    expat hands over each element's attributes and the two wanted are kept: no tree is built.
+    """
+    dates: list[str | None] = []
+    values: list[str | None] = []
+
+    def keep(name: str, attrs: dict[str, str]) -> None:
+        if name == "observation":
+            dates.append(attrs.get("date"))
+            values.append(attrs.get("value"))
+
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = keep
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
+    return dates, values
+
+
+def _json_object(what: str, body: bytes) -> dict:
+    try:
+        payload = json.loads(body)
+    except ValueError as exc:
+        raise MalformedAnswer(f"{what}: invalid or truncated JSON ({exc})") from None
+    if not isinstance(payload, dict):
+        raise MalformedAnswer(f"{what}: JSON answer is not an object")
+    return payload
 
 
 def _columns(what: str, dates: list, values: list) -> pd.DataFrame:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 # nothing new (what a second `make run` does on a fresh machine) then starts in a fraction of a second.
 
 log = logging.getLogger(__name__)
+FETCH_AHEAD = 2  # series whose answers are fetched (or being fetched) while one is parsed and stored
 
 
 @dataclass(frozen=True)
@@ -124,18 +126,17 @@ def run(
     fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
     try:
         fred = FredSource(config.fred, fetcher)
-        lookback = config.fred.revision_lookback_days
-        for series_id in only or config.fred.series:
-            key = f"fred/{series_id}"
-            if dry_run:
-                record(_plan(store, key))
-                continue
-            record(_guard(key, lambda sid=series_id: _fred_series(store, fred, sid, lookback)))
+        ids = only or config.fred.series
+        if dry_run:
+            for series_id in ids:
+                record(_plan(store, f"fred/{series_id}"))
+        else:
+            _fred_series(store, fred, ids, config.fred.revision_lookback_days, record)
         if config.treasury.enabled and not only:
             if dry_run:
                 record(_plan(store, _treasury.KEY))
             else:
-                record(_guard(_treasury.KEY, lambda: _treasury_curve(store, fetcher, config)))
+                record(_guard(_treasury.KEY, _treasury_curve, store, fetcher, config))
         hand_on(wait=True)
     finally:
         fetcher.close()
@@ -144,9 +145,9 @@ def run(
     return RunReport(results, fetcher.requests, store.files_written, offline=False)
 
 
-def _guard(key: str, update: Callable[[], SeriesResult]) -> SeriesResult:
+def _guard(key: str, update: Callable[..., SeriesResult], *args: object) -> SeriesResult:
     try:
-        return update()
+        return update(*args)
     except SourceError as exc:
         return SeriesResult(key, "failed", detail=str(exc))
 
@@ -158,9 +159,45 @@ def _plan(store: Store, key: str) -> SeriesResult:
     return SeriesResult(key, "planned", detail=f"check for news after {entry['last_observation']}")
 
 
-def _fred_series(store: Store, fred: FredSource, series_id: str, lookback_days: int) -> SeriesResult:
-    key = f"fred/{series_id}"
-    stored = store.read(key)
+@dataclass(frozen=True)
+class _FredAnswer:
+    """One series as fetched: what is stored, the manifest entry from fresh metadata, and the
+    observations answer (None when FRED's last_updated says nothing changed)."""
+
+    stored: StoredSeries | None
+    entry: dict
+    body: bytes | None
+
+
+def _fred_series(
+    store: Store, fred: FredSource, ids: Iterable[str], lookback_days: int, record: Callable[[SeriesResult], None]
+) -> None:
+    """Every FRED series in order. One thread fetches the answers a series or two ahead while this
+    one parses and stores, so that the stage's CPU time overlaps the network's. The requests are
+    still made one at a time, in series order, through the one rate limiter."""
+    todo = iter(ids)
+    ahead: deque[tuple[str, Future[_FredAnswer]]] = deque()
+    fetching = ThreadPoolExecutor(1, thread_name_prefix="scraping-fetch")
+
+    def fetch_next() -> None:
+        series_id = next(todo, None)
+        if series_id is not None:
+            ahead.append((series_id, fetching.submit(_fred_fetch, store, fred, series_id, lookback_days)))
+
+    try:
+        for _ in range(FETCH_AHEAD):
+            fetch_next()
+        while ahead:
+            series_id, answer = ahead.popleft()
+            fetch_next()
+            record(_guard(f"fred/{series_id}", _fred_store, store, fred, series_id, answer))
+    finally:
+        fetching.shutdown(cancel_futures=True)
+
+
+def _fred_fetch(store: Store, fred: FredSource, series_id: str, lookback_days: int) -> _FredAnswer:
+    """The network half of a series (run on the fetch thread): metadata, then observations if needed."""
+    stored = store.read(f"fred/{series_id}")
     meta = fred.info(series_id)
     entry = {
         "source": "fred",
@@ -172,16 +209,25 @@ def _fred_series(store: Store, fred: FredSource, series_id: str, lookback_days: 
         "last_updated": meta.last_updated,
     }
     if stored is not None and meta.last_updated and stored.entry.get("last_updated") == meta.last_updated:
-        store.update_meta(key, entry)
-        return SeriesResult(key, "unchanged")
+        return _FredAnswer(stored, entry, None)
     start = None
     if stored is not None:
         # Re-read a window before the last stored observation: FRED revises recent values.
         start = date.fromisoformat(stored.entry["last_observation"]) - timedelta(days=lookback_days)
-    fresh = fred.observations(series_id, start)
-    if stored is None and fresh.empty:
+    return _FredAnswer(stored, entry, fred.fetch_observations(series_id, start))
+
+
+def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[_FredAnswer]) -> SeriesResult:
+    """The CPU half of a series: parse the observations, merge them with what is stored, store."""
+    key = f"fred/{series_id}"
+    answer = fetched.result()  # the fetch's SourceError, if any, is raised here
+    if answer.body is None:
+        store.update_meta(key, answer.entry)
+        return SeriesResult(key, "unchanged")
+    fresh = fred.parse_observations(series_id, answer.body)
+    if answer.stored is None and fresh.empty:
         raise SourceError(f"FRED observations {series_id}: the series has no observations")
-    return _merge_and_store(store, key, stored, fresh, entry, ["value"])
+    return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"])
 
 
 def _treasury_curve(store: Store, fetcher: Fetcher, config: Config) -> SeriesResult:
