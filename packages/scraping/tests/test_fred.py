@@ -263,11 +263,15 @@ MALFORMED = {
     ],
     "json": [
         (b'{"observations": [{"date": "2020-01-01", "value": "1.0"}', "invalid or truncated JSON"),
-        (b'{"observations": {}}', "JSON answer has no 'observations' list"),
+        (b"", "invalid or truncated JSON"),
+        (b'{"count": 0}', "JSON answer has no 'observations' list"),
+        (b'{"observations": {}}', "invalid or truncated JSON, or not laid out as FRED's"),
+        (b'{"observations": [["2020-01-01", "1.0"]]}', "invalid or truncated JSON, or not laid out as FRED's"),
+        (b'{"observations": [{"date": "2020-01-01", "value": 1.0}]}', "invalid or truncated JSON, or not laid out"),
         (b'{"observations": [{"date": "2020-01-01"}]}', "an observation lacks its date or value"),
-        (b'{"observations": [["2020-01-01", "1.0"]]}', "an observation lacks its date or value"),
-        (b'{"observations": [{"date": "2020-01-01", "value": 1.0}]}', "an observation's date or value is not a string"),
+        (b'{"observations": [{"date": "2020-01-01", "value": null}]}', "an observation lacks its date or value"),
         (b'{"observations": [{"date": "2020-02-30", "value": "1.0"}]}', "a date is not YYYY-MM-DD"),
+        (b'{"observations": [{"date": "2020-01-01", "value": "n/a"}]}', "a value is not a number"),
     ],
 }
 

@@ -21,6 +21,7 @@ import httpx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pa_json
 from fredapi import Fred
 
 from scraping._config import FredSettings
@@ -30,6 +31,8 @@ from scraping._http import Fetcher
 # FRED's frequency_short -> the pandas-style code in the manifest. FRED's plain "Daily" series are
 # business-daily (no weekend observations); "Daily, 7-Day" ones are calendar-daily.
 _FREQUENCIES = {"D": "B", "W": "W", "M": "M", "Q": "Q", "A": "A"}
+# The part of FRED's JSON observations answer that is read; other fields are ignored.
+_JSON_OBSERVATIONS = pa.schema([("observations", pa.list_(pa.struct([("date", pa.string()), ("value", pa.string())])))])
 
 
 @dataclass(frozen=True)
@@ -78,13 +81,7 @@ class FredSource:
         """`date` (datetime64[ns]) and `value` (float64, NaN for FRED's ".") from an observations answer."""
         what = _what("series/observations", series_id)
         if self._settings.format == "json":
-            rows = _json_object(what, body).get("observations")
-            if not isinstance(rows, list):
-                raise MalformedAnswer(f"{what}: JSON answer has no 'observations' list")
-            try:
-                dates, values = [row["date"] for row in rows], [row["value"] for row in rows]
-            except (KeyError, TypeError):
-                raise MalformedAnswer(f"{what}: an observation lacks its date or value") from None
+            dates, values = _json_observations(what, body)
         else:
             dates, values = _xml_observations(what, body)
         return _columns(what, dates, values)
@@ -123,8 +120,30 @@ class _FredOverFetcher(Fred):
         return self._fetcher.get(url, {"api_key": self.api_key}, what=what, error_detail=_error_detail).content
 
 
-def _xml_observations(what: str, body: bytes) -> tuple[list, list]:
-    """The date and value attributes of each <observation>, as strings.
+def _json_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
+    """The date and value fields of each observation, as string arrays.
+
+    pyarrow's JSON reader (RapidJSON, outside the GIL) reads straight into columns: no Python
+    object per observation, and the fetch thread runs meanwhile. A field of another type than
+    string is a parse error; an absent one is a null (which _columns rejects).
+    """
+    parse = pa_json.ParseOptions(
+        explicit_schema=_JSON_OBSERVATIONS, unexpected_field_behavior="ignore", newlines_in_values=True
+    )
+    whole = pa_json.ReadOptions(use_threads=False, block_size=len(body) + 1)  # one block: the answer is one object
+    try:
+        table = pa_json.read_json(pa.BufferReader(body), read_options=whole, parse_options=parse)
+    except pa.ArrowInvalid as exc:
+        raise MalformedAnswer(f"{what}: invalid or truncated JSON, or not laid out as FRED's ({exc})") from None
+    observations = table.column("observations")
+    if table.num_rows != 1 or observations.null_count:
+        raise MalformedAnswer(f"{what}: JSON answer has no 'observations' list")
+    rows = observations.chunk(0).flatten()
+    return rows.field("date"), rows.field("value")
+
+
+def _xml_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
+    """The date and value attributes of each <observation>, as string arrays.
 
     expat hands over each element's attributes and the two wanted are kept: no tree is built.
     """
@@ -142,7 +161,7 @@ def _xml_observations(what: str, body: bytes) -> tuple[list, list]:
         parser.Parse(body, True)
     except expat.ExpatError as exc:
         raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
-    return dates, values
+    return pa.array(dates, pa.string()), pa.array(values, pa.string())
 
 
 def _json_object(what: str, body: bytes) -> dict:
@@ -155,16 +174,12 @@ def _json_object(what: str, body: bytes) -> dict:
     return payload
 
 
-def _columns(what: str, dates: list, values: list) -> pd.DataFrame:
+def _columns(what: str, day: pa.Array, raw: pa.Array) -> pd.DataFrame:
     """FRED's date and value strings as the stored columns, each converted whole by pyarrow.
 
     Dates must be ISO (YYYY-MM-DD) and within datetime64[ns]; a value is FRED's "." (missing: NaN)
-    or a number. Anything else, or an attribute that is absent, is a MalformedAnswer.
+    or a number. Anything else, or a date or value that is absent, is a MalformedAnswer.
     """
-    try:
-        day, raw = pa.array(dates, pa.string()), pa.array(values, pa.string())
-    except (pa.ArrowTypeError, pa.ArrowInvalid):
-        raise MalformedAnswer(f"{what}: an observation's date or value is not a string") from None
     if day.null_count or raw.null_count:
         raise MalformedAnswer(f"{what}: an observation lacks its date or value")
     try:
