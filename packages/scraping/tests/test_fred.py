@@ -26,7 +26,10 @@ def test_first_run_stores_every_series_with_its_metadata(tmp_path, project, serv
     report = fresh_run(tmp_path, fmt=fmt)
 
     assert [r.describe() for r in report.results] == ["updated (+24 rows)", "updated (+24 rows)", "updated (+12 rows)"]
-    assert report.requests == 6  # series + observations for each
+    assert report.requests == 6  # series + observations for each, one after the other in series order
+    assert [(r.path, r.params["series_id"]) for r in server.requests] == [
+        (path, sid) for sid in ("UNRATE", "CPIAUCSL", "GDP") for path in ("/fred/series", "/fred/series/observations")
+    ]
     assert {r.params["file_type"] for r in server.requests if "file_type" in r.params} <= {"json"}
     if fmt == "xml":
         assert all("file_type" not in r.params for r in server.requests)

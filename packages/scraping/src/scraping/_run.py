@@ -112,11 +112,13 @@ def run(
             for key in _bundled.KEYS:
                 record(SeriesResult(key, "unchanged"))
             return RunReport(results, 0, 0, offline=True)
-        for key, (frame, meta) in _bundled.load().items():
-            record(_bundled_series(store, key, frame, meta, dry_run))
-        hand_on(wait=True)
-        if not dry_run:
-            store.save_manifest()
+        try:
+            for key, (frame, meta) in _bundled.load().items():
+                record(_bundled_series(store, key, frame, meta, dry_run))
+            hand_on(wait=True)
+        finally:
+            if not dry_run:
+                store.save_manifest()
         return RunReport(results, 0, store.files_written, offline=True)
 
     from scraping import _treasury

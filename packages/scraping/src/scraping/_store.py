@@ -54,7 +54,7 @@ def normalise(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
     dtypes = {"date": np.dtype("datetime64[ns]"), **dict.fromkeys(value_columns, np.dtype("float64"))}
     if list(frame.columns) != columns:
         frame = frame[columns]
-    if any(frame[column].dtype != dtype for column, dtype in dtypes.items()):
+    if frame.dtypes.to_dict() != dtypes:
         frame = frame.astype(dtypes)
     dates = frame["date"].to_numpy()
     # Answers usually arrive sorted and unique (strictly increasing, which NaT never is): that is
