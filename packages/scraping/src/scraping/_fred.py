@@ -130,7 +130,8 @@ def _json_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
     parse = pa_json.ParseOptions(
         explicit_schema=_JSON_OBSERVATIONS, unexpected_field_behavior="ignore", newlines_in_values=True
     )
-    whole = pa_json.ReadOptions(use_threads=False, block_size=len(body) + 1)  # one block: the answer is one object
+    # One block for the whole answer (one object may not straddle two); smaller blocks are slower.
+    whole = pa_json.ReadOptions(use_threads=False, block_size=max(1 << 20, len(body) + 1))
     try:
         table = pa_json.read_json(pa.BufferReader(body), read_options=whole, parse_options=parse)
     except pa.ArrowInvalid as exc:
