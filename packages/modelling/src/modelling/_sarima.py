@@ -7,7 +7,9 @@ The steps, in order:
 4. stepwise search over (p, q, P, Q, constant) ranked by the AICc of cheap conditional-sum-of-squares
    fits (`_css`);
 5. one exact maximum-likelihood fit of the winner with statsmodels' SARIMAX, started from its CSS
-   estimates, which gives the forecasts and the prediction intervals.
+   estimates, which gives the forecasts and the prediction intervals. (Refitting the best 3 exactly
+   and letting the exact AICc choose was no better on the held-out M3 categories: monthly MASE 0.854
+   vs 0.850, quarterly 1.426 vs 1.424, at 2.4x the CPU.)
 Any failure after step 1 (no admissible model, a fit that does not converge to finite values, an
 explosive forecast) falls back to seasonal naive / naive, with the reason in attrs["fallback"].
 """
@@ -36,11 +38,6 @@ EXACT_MAXITER = 50
 # statsmodels defaults to pgtol=1e-8, factr=1e2 (runs to maxiter); a relative change of ~1e-7 in the
 # likelihood is far below what moves a forecast.
 LBFGS_TOLERANCE = {"pgtol": 1e-5, "factr": 1e8}
-# CSS ranks the search; for short seasons the best few are refitted exactly and the exact AICc
-# decides. Tuned on the M3 benchmark: re-ranking 3 helped quarterly (MASE 1.005 -> 0.992) and hurt
-# monthly (1.052 -> 1.065), so monthly and longer seasons keep the CSS winner.
-EXACT_CANDIDATES = {"short_season": 3, "long_season": 1}
-SHORT_SEASON = 4
 EXPLOSION_FACTOR = 1e3  # a forecast this many data ranges away from the data is treated as a blow-up
 
 
@@ -108,12 +105,11 @@ def auto_sarima(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
-                candidates = [start] if start is not None else _search(x, m, transform)
-                if not candidates:
+                choice = start if start is not None else _search(x, m, transform)
+                if choice is None:
                     reason = "no admissible ARIMA model"
                 else:
-                    fits = [_exact(x, horizon, levels, c, refit or start is None) for c in candidates]
-                    mean, bounds, choice, aicc = min(fits, key=lambda f: f[3] if np.isfinite(f[3]) else np.inf)
+                    mean, bounds, choice, aicc = _exact(x, horizon, levels, choice, refit or start is None)
                     reason = _blow_up(x, mean, bounds)
         except (ValueError, np.linalg.LinAlgError, OverflowError) as exc:
             reason = f"ARIMA fit failed: {exc}"
@@ -134,8 +130,8 @@ def _transform_name(lam: float) -> str:
     return {0.0: "log", 0.5: "sqrt", 1.0: "none"}[lam]
 
 
-def _search(x: np.ndarray, m: int, transform: str) -> list[Choice]:
-    """The best few models by CSS AICc, best first, with CSS estimates as SARIMAX start values."""
+def _search(x: np.ndarray, m: int, transform: str) -> Choice | None:
+    """The best model by CSS AICc, with its CSS estimates as SARIMAX start values (None: none admissible)."""
     lam = _boxcox.choose_lambda(x, m) if transform == "auto" else 1.0
     z = _boxcox.forward(x, lam)
     D = _differencing.nsdiffs(z, m)
@@ -145,22 +141,17 @@ def _search(x: np.ndarray, m: int, transform: str) -> list[Choice]:
         # Differencing left nothing to model: a pure (seasonal) random walk, with drift if there is one.
         const = d + D <= 1 and len(w) > 0 and abs(float(np.mean(w))) > 0
         params = (float(np.mean(w)),) if const else ()
-        return [Choice((0, d, 0), (0, D, 0, m if D else 0), const, lam, params)]
-    ranked = _stepwise(w, m, seasonal=m > 1, allow_constant=d + D <= 1)
-    return [
-        Choice(
-            (f.spec.p, d, f.spec.q),
-            (f.spec.P, D, f.spec.Q, m if (f.spec.P or f.spec.Q or D) else 0),
-            f.spec.constant,
-            lam,
-            tuple(_sarimax_start(f)),
-        )
-        for f in ranked[: EXACT_CANDIDATES["short_season" if m <= SHORT_SEASON else "long_season"]]
-    ]
+        return Choice((0, d, 0), (0, D, 0, m if D else 0), const, lam, params)
+    best = _stepwise(w, m, seasonal=m > 1, allow_constant=d + D <= 1)
+    if best is None:
+        return None
+    spec = best.spec
+    seasonal_order = (spec.P, D, spec.Q, m if (spec.P or spec.Q or D) else 0)
+    return Choice((spec.p, d, spec.q), seasonal_order, spec.constant, lam, tuple(_sarimax_start(best)))
 
 
-def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> list[_css.CssFit]:
-    """Hyndman-Khandakar stepwise search; every admissible fit it made, best CSS AICc first."""
+def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> _css.CssFit | None:
+    """Hyndman-Khandakar stepwise search: the admissible fit with the lowest CSS AICc, if any."""
     fits: dict[_css.Spec, _css.CssFit | None] = {}
 
     def evaluate(spec: _css.Spec) -> _css.CssFit | None:
@@ -175,7 +166,7 @@ def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> li
         initial.append(_css.Spec(0, 0, 0, 0, False))
     candidates = [f for f in map(evaluate, initial) if f is not None]
     if not candidates:
-        return []
+        return None
     best = min(candidates, key=lambda f: f.aicc)
     improved = True
     while improved and len(fits) < MAX_MODELS:
@@ -187,7 +178,7 @@ def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> li
             if candidate is not None and candidate.aicc < best.aicc:
                 best, improved = candidate, True
                 break
-    return sorted((f for f in fits.values() if f is not None), key=lambda f: f.aicc)
+    return best
 
 
 def _neighbours(spec: _css.Spec, seasonal: bool, allow_constant: bool) -> Iterator[_css.Spec]:
