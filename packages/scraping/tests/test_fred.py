@@ -339,6 +339,13 @@ def test_series_option_fetches_only_the_given_ids(tmp_path, project, server):
     assert not server.requests_to("TextView")
 
 
+def test_a_series_named_twice_is_fetched_and_stored_once(tmp_path, project, server):
+    report = run(load_config(write_config(tmp_path)), only=("GDP", "UNRATE", "GDP"))
+
+    assert [(r.key, r.status) for r in report.results] == [("fred/GDP", "updated"), ("fred/UNRATE", "updated")]
+    assert report.requests == 4 and set(manifest(project)["series"]) == {"fred/GDP", "fred/UNRATE"}
+
+
 def test_dry_run_makes_no_request_and_writes_nothing(tmp_path, project, server):
     report = run(load_config(write_config(tmp_path, treasury=True)), dry_run=True)
 

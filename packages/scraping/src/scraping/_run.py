@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 # nothing new (what a second `make run` does on a fresh machine) then starts in a fraction of a second.
 
 log = logging.getLogger(__name__)
-FETCH_AHEAD = 2  # series whose answers are fetched (or being fetched) while one is parsed and stored
+# Series whose answers may be fetched (or being fetched) while one is parsed and stored. A deep
+# queue lets the fetch thread bank the time it gains on short series for the long ones, where the
+# server is slower than the parsing; each waiting answer is a body in memory (up to ~10 MB).
+FETCH_AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,7 @@ def run(
     fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
     try:
         fred = FredSource(config.fred, fetcher)
-        ids = only or config.fred.series
+        ids = list(dict.fromkeys(only or config.fred.series))  # each once: a series is fetched and stored once
         if dry_run:
             for series_id in ids:
                 record(_plan(store, f"fred/{series_id}"))
@@ -174,8 +177,8 @@ class _FredAnswer:
 def _fred_series(
     store: Store, fred: FredSource, ids: Iterable[str], lookback_days: int, record: Callable[[SeriesResult], None]
 ) -> None:
-    """Every FRED series in order. One thread fetches the answers a series or two ahead while this
-    one parses and stores, so that the stage's CPU time overlaps the network's. The requests are
+    """Every FRED series in order. One thread fetches the answers up to FETCH_AHEAD series ahead while
+    this one parses and stores, so that the stage's CPU time overlaps the network's. The requests are
     still made one at a time, in series order, through the one rate limiter."""
     todo = iter(ids)
     ahead: deque[tuple[str, Future[_FredAnswer]]] = deque()
