@@ -63,7 +63,7 @@ HELD_OUT = {
     "monthly-held-out": SETS["monthly"] | {"types": ("MICRO", "INDUSTRY", "MACRO", "DEMOGRAPHIC", "OTHER")},
     "quarterly-held-out": SETS["quarterly"] | {"types": ("MICRO", "INDUSTRY", "DEMOGRAPHIC")},
 }
-HELD_OUT_SAMPLE = {"monthly-held-out": 12, "quarterly-held-out": 4}
+HELD_OUT_SAMPLE = {"monthly-held-out": 3, "quarterly-held-out": 1}
 FOLDS = 3  # backtest origins inside the training part, each `step` earlier than the last (as the stage's default)
 VALUES = ["mean", "lo80", "hi80", "lo95", "hi95"]
 CACHE = ROOT / ".cache" / "bench_forecasting"
@@ -259,6 +259,7 @@ def selection_variants(settings) -> dict:
         "pool 3": replace(settings, pool=3),
         "pool 4": replace(settings, pool=4),
         "single_margin 0": replace(settings, single_margin=0.0),
+        "single_margin 0.05": replace(settings, single_margin=0.05),
         "single_margin 0.2": replace(settings, single_margin=0.2),
         "combinations only": replace(settings, single_margin=1.0),
         "single models only": replace(settings, combinations=()),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from forecasting import load_settings
 from forecasting._cli import main
 from PIL import Image
 from storage_links import data_dir
@@ -70,15 +71,17 @@ def test_publishes_tables_report_inputs_and_latest(make_predictions, monkeypatch
         csv[["series", "step", "date"]], forecasts[["series", "step", "date"]], check_dtype=False
     )
 
-    # GDP's auto_sarima has a quarter of the others' error: a single model beats any combination there.
-    assert forecasts.loc[forecasts.series == "GDP", "models"].unique().tolist() == ["auto_sarima"]
+    # The default publishes a combination always. GDP's auto_sarima has a quarter of the others' error:
+    # weighting by backtest accuracy gives it most of the weight.
+    gdp = forecasts.loc[forecasts.series == "GDP", "models"].unique().tolist()
+    assert len(gdp) == 1 and gdp[0].startswith("weighted(auto_sarima ")
     scores = pd.read_csv(out / "scores.csv")
     assert scores.groupby("series")["chosen"].sum().to_dict() == {"CPI": 1, "GDP": 1, "UNRATE": 1}
     assert set(scores["candidate"]) == {"auto_sarima", "ets", "theta", "seasonal_naive", "weighted", "median"}
     chosen = scores[scores.chosen].set_index("series")
-    best = scores.groupby("series")["mase"].min()
-    # The choice is the best candidate unless a combination is within the 5% margin of a single model.
-    assert (chosen["mase"] <= best * 1.06).all()
+    combinations = scores[scores.candidate.isin(["weighted", "median"])]
+    assert chosen["candidate"].isin(["weighted", "median"]).all()
+    assert (chosen["mase"] == combinations.groupby("series")["mase"].min()).all()
 
     record = json.loads((data_dir("forecasting", "data") / "input" / "r1" / "inputs.json").read_text())
     assert record["run_id"] == "r1"
@@ -86,6 +89,19 @@ def test_publishes_tables_report_inputs_and_latest(make_predictions, monkeypatch
     for name, digest in record["predictions"]["files"].items():
         assert hashlib.sha256((predictions_root() / "p1" / name).read_bytes()).hexdigest() == digest
     assert set(record["scraped"]) == {"fred/GDP", "fred/UNRATE", "fred/CPI"}
+
+
+def test_a_single_model_publishes_alone_when_the_margin_allows_and_it_wins_clearly(
+    make_predictions, monkeypatch, tmp_path
+):
+    config = tmp_path / "forecasting.toml"
+    config.write_text(load_settings().source.read_text().replace("single_margin = 1.0", "single_margin = 0.05"))
+    monkeypatch.setenv("FORECASTING_CONFIG", str(config))
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    forecasts = pd.read_parquet(output_root() / "r1" / "forecasts.parquet")
+    assert forecasts.loc[forecasts.series == "GDP", "models"].unique().tolist() == ["auto_sarima"]
+    assert forecasts.loc[forecasts.series != "GDP", "method"].isin(["weighted", "median"]).all()
 
 
 def test_report_is_self_contained_with_one_chart_per_series(make_predictions, monkeypatch):
