@@ -6,8 +6,8 @@ written when its bytes differ, always atomically, and the manifest is written la
 
 Each atomic write waits on two fsyncs (the file, then its directory): one after the other they
 cost more than fetching a series from a fast server, while concurrent ones share the file
-system's journal commits (50 files: ~30 ms in 4 threads against ~300 ms in one on this
-project's disk). So writes go to a few writer threads, and an entry joins the manifest's view
+system's journal commits (50 files on this project's disk, shared with other work at the time:
+~30 ms from 4 threads, ~300 ms from one). So writes go to a few writer threads, and an entry joins the manifest's view
 only once its file has landed (`landed`).
 """
 
