@@ -261,6 +261,7 @@ def selection_variants(settings) -> dict:
         "single_margin 0": replace(settings, single_margin=0.0),
         "single_margin 0.05": replace(settings, single_margin=0.05),
         "single_margin 0.2": replace(settings, single_margin=0.2),
+        "single_margin 0.5": replace(settings, single_margin=0.5),
         "combinations only": replace(settings, single_margin=1.0),
         "single models only": replace(settings, combinations=()),
     }

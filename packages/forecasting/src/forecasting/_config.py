@@ -28,7 +28,7 @@ CONTAINER_ENV = "AZURE_STORAGE_CONTAINER"
 @dataclass(frozen=True)
 class SelectSettings:
     combinations: tuple[str, ...] = COMBINATIONS
-    single_margin: float = 1.0
+    single_margin: float = 0.5
     pool: int = 0
 
 
