@@ -181,11 +181,11 @@ def coverage(per_series: pd.DataFrame, intervals) -> dict[str, float]:
     calibration = forecasting.calibrate([c for c in per_series["checked"] if c is not None], intervals.min_points)
     out = {"calibration_factors": {f"{k}%": round(v, 3) for k, v in calibration.factors.items()}}
     for name, factors in (("raw", None), ("calibrated", calibration.factors)):
+        forecasts = [forecasting.rescale(f, factors) if factors else f for f in per_series["forecast"]]
         for level in (80, 95):
             hits = [
                 np.mean((a >= f[f"lo{level}"].to_numpy()) & (a <= f[f"hi{level}"].to_numpy()))
-                for f, a in zip(per_series["forecast"], per_series["actual"], strict=True)
-                for f in [forecasting.rescale(f, factors) if factors else f]
+                for f, a in zip(forecasts, per_series["actual"], strict=True)
             ]
             out[f"coverage{level}_{name}"] = float(np.mean(hits))
     return out

@@ -3,7 +3,7 @@
 The candidates' intervals come from their models, which assume the model is right; on real series
 they are usually too narrow (and sometimes too wide). The backtest folds give out-of-sample errors
 of exactly the forecast being published, so each interval is rescaled around its mean by the
-factor that makes the intervals of all series of the same season length cover the backtest
+factor that makes the intervals of all series of the same frequency cover the backtest
 actuals at their nominal level:
 
     score   = |actual - mean| / (half-width on the actual's side)    one per backtest point
@@ -24,8 +24,9 @@ from itertools import pairwise
 import numpy as np
 import pandas as pd
 
+from forecasting._combine import POINT
+
 LEVELS = (80, 95)
-POINT = "mean"
 
 
 @dataclass(frozen=True)

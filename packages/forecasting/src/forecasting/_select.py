@@ -50,7 +50,8 @@ def build(predictions: Predictions, settings: SelectSettings, intervals: Interva
                 choice, table = choose(backtest, scale, settings.combinations, settings.single_margin, settings.pool)
             except ValueError as exc:
                 raise InputError(f"{predictions.directory / 'backtests.parquet'}: series {series}: {exc}") from None
-            checked[series] = choice.apply_backtest(backtest)
+            if intervals.calibrate:
+                checked[series] = choice.apply_backtest(backtest)
         choices[series] = choice
         first = candidates[next(iter(candidates))]
         forecast = choice.apply(candidates)
