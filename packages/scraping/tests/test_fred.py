@@ -245,6 +245,87 @@ def test_an_empty_observation_list_keeps_every_stored_row(tmp_path, project, ser
     assert manifest(project)["series"]["fred/UNRATE"]["last_updated"] == "2025-01-01T00:00:00-06:00"
 
 
+def fred_layout(rows: list[tuple[str, str]], *, count: int | None = None) -> str:
+    """An observations answer in FRED's own XML layout, line for line."""
+    count = len(rows) if count is None else count
+    lines = [
+        '<?xml version="1.0" encoding="utf-8" ?>',
+        f'<observations realtime_start="2026-11-23" units="lin" count="{count}" limit="100000">',
+        *(
+            f'  <observation realtime_start="2026-11-23" realtime_end="2026-11-23" date="{d}" value="{v}"/>'
+            for d, v in rows
+        ),
+        "</observations>",
+    ]
+    return "\n".join(lines)
+
+
+ROWS = [("2020-01-01", "1.5"), ("2020-02-01", "."), ("2020-03-01", "-2.25")]
+# Valid XML that FRED's layout reader declines; expat reads each to the same observations.
+OTHER_LAYOUTS = {
+    "attributes in another order": fred_layout(ROWS).replace(
+        'realtime_start="2026-11-23" realtime_end="2026-11-23" date="2020-01-01" value="1.5"',
+        'value="1.5" date="2020-01-01" realtime_end="2026-11-23" realtime_start="2026-11-23"',
+    ),
+    "single quotes": fred_layout(ROWS).replace('date="2020-02-01"', "date='2020-02-01'"),
+    "a character reference": fred_layout(ROWS).replace('value="1.5"', 'value="1&#46;5"'),
+    "no count on the root": fred_layout(ROWS).replace(' count="3"', ""),
+    "a comment that looks like an observation": fred_layout(ROWS).replace(
+        "</observations>", '<!-- <observation date="1999-01-01" value="9"/> -->\n</observations>'
+    ),
+    "an element between observations": fred_layout(ROWS).replace('value="."/>', 'value="."/><note/>'),
+    "no realtime attributes": fred_layout(ROWS).replace(' realtime_start="2026-11-23" realtime_end="2026-11-23"', ""),
+}
+
+
+def test_fred_layout_is_read_without_expat_and_as_expat_reads_it():
+    from scraping._fred import _expat_observations, _fred_layout_observations
+
+    for rows in (ROWS, ROWS[:1]):
+        body = fred_layout(rows).encode()
+        fast = _fred_layout_observations(body)
+        assert fast is not None, rows
+        assert [a.to_pylist() for a in fast] == [a.to_pylist() for a in _expat_observations("x", body)]
+        assert fast[0].to_pylist() == [d for d, _ in rows] and fast[1].to_pylist() == [v for _, v in rows]
+    spaced = fred_layout(ROWS).replace('"/>', '" />').encode()  # white space before "/>" is still FRED's layout
+    assert _fred_layout_observations(spaced)[1].to_pylist() == ["1.5", ".", "-2.25"]
+
+
+@pytest.mark.parametrize("layout", [*OTHER_LAYOUTS, "a count the rows do not match", "truncated", "no observations"])
+def test_any_other_layout_is_left_to_expat(layout):
+    from scraping._fred import _fred_layout_observations
+
+    bodies = {**OTHER_LAYOUTS, "a count the rows do not match": fred_layout(ROWS, count=4)}
+    bodies["truncated"] = fred_layout(ROWS)[:-30]
+    bodies["no observations"] = fred_layout([])  # expat reads those: nothing to gain
+    assert _fred_layout_observations(bodies[layout].encode()) is None
+
+
+@pytest.mark.parametrize("layout", OTHER_LAYOUTS)
+def test_every_valid_xml_layout_stores_the_same_series(tmp_path, project, server, layout):
+    server.script("GDP", Fault(), Fault(status=200, body=fred_layout(ROWS).encode()))
+    fresh_run(tmp_path, series=("GDP",))
+    expected = (project / "fred/GDP.parquet").read_bytes()
+    (project / "fred/GDP.parquet").unlink()
+    (project / "manifest.json").unlink()
+    server.script("GDP", Fault(), Fault(status=200, body=OTHER_LAYOUTS[layout].encode()))
+
+    report = fresh_run(tmp_path, series=("GDP",))
+
+    assert report.results[0].describe() == "updated (+3 rows)"
+    assert (project / "fred/GDP.parquet").read_bytes() == expected
+    assert stored(project, "fred/GDP")["value"].tolist()[::2] == [1.5, -2.25]
+
+
+def test_a_truncated_answer_in_fred_layout_is_reported_by_expat(tmp_path, project, server):
+    server.script("GDP", Fault(), Fault(status=200, body=fred_layout(ROWS).encode()[:-30]))
+
+    report = fresh_run(tmp_path, series=("GDP",))
+
+    assert report.results[0].detail.startswith("FRED observations GDP: invalid or truncated XML (")
+    assert not (project / "fred/GDP.parquet").exists()
+
+
 def test_a_series_with_no_observations_at_all_fails_clearly(tmp_path, project, server):
     server.script("GDP", Fault(), Fault(status=200, body=observations_body("xml", [])))
 

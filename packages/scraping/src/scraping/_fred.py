@@ -3,14 +3,15 @@
 fredapi fetches with urllib (no timeout) and turns every HTTP error into a bare ValueError,
 so the subclass below replaces its fetching method. Its observation parsing (an ElementTree,
 then a Python loop per row) is replaced too: on long series it was most of the stage's CPU
-time. _xml_observations keeps two attributes per element without building a tree, and
-_columns converts whole columns.
+time. _xml_observations reads FRED's layout with pyarrow's string kernels (expat reads any
+other), and _columns converts whole columns.
 FRED's JSON form (file_type=json) is the alternative wire format (`fred.format = "json"`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import date
@@ -18,6 +19,7 @@ from urllib.parse import parse_qs
 from xml.parsers import expat
 
 import httpx
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,6 +33,13 @@ from scraping._http import Fetcher
 # FRED's frequency_short -> the pandas-style code in the manifest. FRED's plain "Daily" series are
 # business-daily (no weekend observations); "Daily, 7-Day" ones are calendar-daily.
 _FREQUENCIES = {"D": "B", "W": "W", "M": "M", "Q": "Q", "A": "A"}
+# FRED's XML observation, <observation realtime_start="…" realtime_end="…" date="…" value="…"/>,
+# after "<observation ", split on its quotes: these fields in this order.
+_OBSERVATION = "<observation "
+_FIELDS = (
+    *("realtime_start=", "realtime_start", "realtime_end=", "realtime_end", "date=", "date", "value=", "value"),
+    "end",  # "/>" and the white space up to the next observation
+)
 # The part of FRED's JSON observations answer that is read; other fields are ignored.
 _JSON_OBSERVATIONS = pa.schema([("observations", pa.list_(pa.struct([("date", pa.string()), ("value", pa.string())])))])
 
@@ -146,8 +155,68 @@ def _json_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
 def _xml_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
     """The date and value attributes of each <observation>, as string arrays.
 
-    expat hands over each element's attributes and the two wanted are kept: no tree is built.
+    FRED's own layout is read by _fred_layout_observations; any other (valid or not) by expat.
     """
+    columns = _fred_layout_observations(body)
+    return columns if columns is not None else _expat_observations(what, body)
+
+
+def _fred_layout_observations(body: bytes) -> tuple[pa.Array, pa.Array] | None:
+    """The observations of an answer laid out exactly as FRED writes it, or None for any other.
+
+    Split on "<observation " and then on quotes by pyarrow, whose kernels run outside the GIL and
+    are called a fixed number of times per answer, so the fetch thread's HTTP handling is not held
+    up (expat's callback per observation held the GIL for most of the parse). What it accepts is
+    checked: the root's own count attribute (read by expat), every observation's 9 quote-separated
+    fields with " date=" and " value=" in their places and only "/>" and white space after them,
+    and the document's end. Anything else, entity references included, returns None and is left
+    to expat, which reads every valid form and reports the invalid ones.
+    """
+    if b"&" in body:
+        return None
+    try:
+        text = pa.array([body], pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:  # not UTF-8: expat says what it is
+        return None
+    parts = pc.split_pattern(text, _OBSERVATION).flatten()
+    rows = parts.slice(1)
+    if not len(rows) or _declared_count(parts[0].as_py()) != len(rows):
+        return None
+    fields = pc.split_pattern(rows, '"')
+    if pc.count_distinct(pc.list_value_length(fields)).as_py() != 1 or len(fields[0]) != len(_FIELDS):
+        return None
+    flat = fields.flatten()  # the observations' fields one after another, len(_FIELDS) each
+    starts = np.arange(0, len(flat), len(_FIELDS))
+    ends = pc.utf8_trim_whitespace(flat.take(starts + _FIELDS.index("end")))
+    if not (
+        pc.all(pc.equal(flat.take(starts + _FIELDS.index("date=")), " date=")).as_py()
+        and pc.all(pc.equal(flat.take(starts + _FIELDS.index("value=")), " value=")).as_py()
+        and pc.all(pc.equal(ends.slice(0, len(ends) - 1), "/>")).as_py() is not False
+        and re.fullmatch(r"/>\s*</observations>", ends[-1].as_py())
+    ):
+        return None
+    return flat.take(starts + _FIELDS.index("date")), flat.take(starts + _FIELDS.index("value"))
+
+
+def _declared_count(head: str) -> int | None:
+    """The count attribute of the <observations> root that `head` opens, or None."""
+    count: list[str | None] = []
+
+    def root(name: str, attrs: dict[str, str]) -> None:
+        if not count and name == "observations":
+            count.append(attrs.get("count"))
+
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = root
+    try:
+        parser.Parse(head + "</observations>", True)
+    except expat.ExpatError:
+        return None
+    return int(count[0]) if count and count[0] and count[0].isdigit() else None
+
+
+def _expat_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
+    """Any valid XML form: expat hands over each element's attributes and the two wanted are kept."""
     dates: list[str | None] = []
     values: list[str | None] = []
 

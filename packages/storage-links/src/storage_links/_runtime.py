@@ -59,16 +59,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     that a killed writer on this host left in the directory are removed on the first write there.
     """
     path = Path(path)
-    _check_no_dangling_link(path.parent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale_temporaries(path.parent)
-    prefix = f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
-    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, _FILE_MODE)
-    finally:
-        os.close(fd)
-    tmp = Path(tmp_name)
+    fd, tmp = _temporary_beside(path)
+    os.close(fd)
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -78,6 +70,48 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write `data` to `path` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    view = memoryview(data.encode() if isinstance(data, str) else data)
+    fd, tmp = _temporary_beside(path)
+    try:
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        retry_busy(os.replace, tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _temporary_beside(path: Path) -> tuple[int, Path]:
+    """A new temporary file in `path`'s directory (made if missing), open, with the published mode.
+
+    The directory is only examined when the file cannot be made: most writes go to one that exists.
+    """
+    directory = path.parent
+    prefix = f".{path.name}.tmp-{_HOST}-{os.getpid()}-"
+    try:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    except FileNotFoundError:
+        _check_no_dangling_link(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, _FILE_MODE)
+        _sweep_stale_temporaries(directory)
+    except BaseException:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return fd, Path(name)
 
 
 def _check_no_dangling_link(directory: Path) -> None:
@@ -104,13 +138,6 @@ def _sweep_stale_temporaries(directory: Path) -> None:
             if pid.isdigit() and not pid_exists(int(pid)):
                 with contextlib.suppress(OSError):
                     os.unlink(entry.path)
-
-
-def atomic_write(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` so that readers see the old file or the new one, never half."""
-    payload = data.encode() if isinstance(data, str) else data
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(payload)
 
 
 def _fsync_dir(directory: Path) -> None:
