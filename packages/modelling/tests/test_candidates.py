@@ -73,3 +73,23 @@ def test_optimised_theta_removes_multiplicative_or_additive_seasonality():
     # Values below zero cannot be divided by an index: the decomposition turns additive.
     below_zero, _ = _trend_with_season(96, 40.0 * np.sin(2 * np.pi * np.arange(12) / 12), multiplicative=False)
     assert optimised_theta(below_zero - 400.0, 12, 12).attrs["seasonal"] == "additive"
+
+
+def test_ets_models_growing_seasonal_swings_on_the_log_scale():
+    # A season whose swings grow with the level: additive ETS on the log scale is multiplicative ETS.
+    pattern = np.array([0.7, 0.8, 1.0, 1.2, 1.4, 1.3, 1.1, 1.0, 0.9, 0.8, 0.9, 0.9])
+    t = np.arange(108)
+    noise = np.exp(np.random.default_rng(3).normal(0, 0.02, len(t)))
+    y = 100.0 * np.exp(0.015 * t) * np.resize(pattern, len(t)) * noise
+    history, future = y[:96], y[96:]
+
+    logged, plain = ets(history, 12, 12), ets(history, 12, 12, transform="none")
+
+    assert logged.attrs["transform"] == "log" and plain.attrs["transform"] == "none"
+    assert (logged["lo95"] > 0).all()
+    assert (logged["lo95"] <= logged["mean"]).all() and (logged["mean"] <= logged["hi95"]).all()
+    logged_error = np.abs(logged["mean"].to_numpy() - future).mean()
+    plain_error = np.abs(plain["mean"].to_numpy() - future).mean()
+    assert logged_error < 0.7 * plain_error
+    # Quarterly seasons are too short for the rule: they stay on their own scale.
+    assert ets(history[::3], 4, 4).attrs["transform"] == "none"

@@ -16,6 +16,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from statsmodels.tsa.forecasting.theta import ThetaModel
 
+from modelling import _boxcox
 from modelling._differencing import is_constant
 from modelling._frame import begin, frame, normal_bounds
 
@@ -62,16 +63,22 @@ def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
     return None
 
 
-def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
+def ets(
+    y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95), *, transform: str = "auto"
+) -> pd.DataFrame:
     """Additive-error ETS chosen by AICc among trend none / additive / damped and seasonal none / additive.
 
     Additive errors keep the intervals analytical (multiplicative ones need simulation, ~50x slower).
+    `transform` as for auto_sarima: with "auto", a series whose seasonal swings grow with its level
+    is modelled on the log or square-root scale (`_boxcox`'s rule), the additive model there standing
+    in for multiplicative seasonality; forecasts and bounds are transformed back.
     """
     x, m, future, attrs = begin(y, season_length, horizon, "ets")
     if (reason := unfit_reason(x, m, "ETS")) is not None:
         return fallback_forecast(x, m, future, levels, reason, attrs)
+    lam = _boxcox.choose_lambda(x, m) if transform == "auto" else 1.0
     seasonal_options = [None, "add"] if m > 1 and len(x) >= 2 * m + 2 else [None]
-    best, endog = None, pd.Series(x)
+    best, endog = None, pd.Series(_boxcox.forward(x, lam))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
         for trend, damped in ((None, False), ("add", False), ("add", True)):
@@ -89,15 +96,16 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
         if best is None:
             return fallback_forecast(x, m, future, levels, "no ETS model could be fitted", attrs)
         prediction = best.get_prediction(start=len(x), end=len(x) + horizon - 1)
-        mean = np.asarray(prediction.predicted_mean)
+        mean = _boxcox.inverse(np.asarray(prediction.predicted_mean), lam)
         bounds = {}
         for level in levels:
             ci = np.asarray(prediction.pred_int(alpha=1.0 - level / 100.0))
-            bounds[level] = (ci[:, 0], ci[:, 1])
+            bounds[level] = (_boxcox.inverse(ci[:, 0], lam), _boxcox.inverse(ci[:, 1], lam))
     if not np.all(np.isfinite(mean)) or not all(np.all(np.isfinite(b)) for pair in bounds.values() for b in pair):
         return fallback_forecast(x, m, future, levels, "non-finite ETS forecast", attrs)
     spec = best.model
     attrs["spec"] = f"ETS(A,{_ets_trend(spec)},{'A' if spec.seasonal else 'N'})"
+    attrs["transform"] = _boxcox.NAMES[lam]
     attrs["aicc"] = float(best.aicc)
     return frame(mean, bounds, future, attrs)
 

@@ -119,15 +119,11 @@ def auto_sarima(
         order=list(choice.order),
         seasonal_order=list(choice.seasonal_order),
         constant=choice.constant,
-        transform=_transform_name(choice.boxcox_lambda),
+        transform=_boxcox.NAMES[choice.boxcox_lambda],
         aicc=aicc,
         choice=choice.to_json(),
     )
     return frame(mean, bounds, future, attrs)
-
-
-def _transform_name(lam: float) -> str:
-    return {0.0: "log", 0.5: "sqrt", 1.0: "none"}[lam]
 
 
 def _search(x: np.ndarray, m: int, transform: str) -> Choice | None:
