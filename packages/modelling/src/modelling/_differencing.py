@@ -16,6 +16,9 @@ from statsmodels.tsa.stattools import kpss
 
 KPSS_CRITICAL_5PCT = 0.463  # level-stationarity critical value at 5% (Kwiatkowski et al. 1992, table 1)
 SEASONAL_STRENGTH_THRESHOLD = 0.64
+# The decomposition the 0.64 threshold was set with: R's forecast::mstl runs stl() with s.window 11 and
+# its default s.degree 0 (statsforecast's mstl does the same), not statsmodels' STL defaults (7 and 1).
+STL_SEASONAL_WINDOW = 11
 
 
 def is_constant(x: np.ndarray) -> bool:
@@ -41,7 +44,7 @@ def _kpss_rejects(x: np.ndarray) -> bool:
 
 def seasonal_strength(x: np.ndarray, m: int) -> float:
     """Wang-Smith-Hyndman strength of seasonality from an STL decomposition, in [0, 1]."""
-    fit = STL(x, period=m, robust=False).fit()
+    fit = STL(x, period=m, seasonal=STL_SEASONAL_WINDOW, seasonal_deg=0, robust=False).fit()
     remainder = fit.resid
     denominator = np.var(remainder + fit.seasonal)
     if denominator <= 0:
