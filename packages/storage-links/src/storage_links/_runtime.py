@@ -61,15 +61,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     fd, tmp = _temporary_beside(path)
     os.close(fd)
-    try:
+    with _replacing(tmp, path):
         yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
-        retry_busy(os.replace, tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
 
 
 def atomic_write(path: Path, data: bytes | str) -> None:
@@ -77,13 +72,20 @@ def atomic_write(path: Path, data: bytes | str) -> None:
     path = Path(path)
     view = memoryview(data.encode() if isinstance(data, str) else data)
     fd, tmp = _temporary_beside(path)
-    try:
+    with _replacing(tmp, path):
         try:
             while view:
                 view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@contextlib.contextmanager
+def _replacing(tmp: Path, path: Path) -> Iterator[None]:
+    """Move `tmp` onto `path` once the block has written and synced it; remove it if anything fails."""
+    try:
+        yield
         retry_busy(os.replace, tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
