@@ -75,21 +75,29 @@ def test_optimised_theta_removes_multiplicative_or_additive_seasonality():
     assert optimised_theta(below_zero - 400.0, 12, 12).attrs["seasonal"] == "additive"
 
 
-def test_ets_models_growing_seasonal_swings_on_the_log_scale():
-    # A season whose swings grow with the level: additive ETS on the log scale is multiplicative ETS.
+def test_ets_models_growing_seasonal_swings_with_a_multiplicative_season():
     pattern = np.array([0.7, 0.8, 1.0, 1.2, 1.4, 1.3, 1.1, 1.0, 0.9, 0.8, 0.9, 0.9])
     t = np.arange(108)
     noise = np.exp(np.random.default_rng(3).normal(0, 0.02, len(t)))
     y = 100.0 * np.exp(0.015 * t) * np.resize(pattern, len(t)) * noise
     history, future = y[:96], y[96:]
 
-    logged, plain = ets(history, 12, 12), ets(history, 12, 12, transform="none")
+    result = ets(history, 12, 12)
 
-    assert logged.attrs["transform"] == "log" and plain.attrs["transform"] == "none"
-    assert (logged["lo95"] > 0).all()
-    assert (logged["lo95"] <= logged["mean"]).all() and (logged["mean"] <= logged["hi95"]).all()
-    logged_error = np.abs(logged["mean"].to_numpy() - future).mean()
-    plain_error = np.abs(plain["mean"].to_numpy() - future).mean()
-    assert logged_error < 0.7 * plain_error
-    # Quarterly seasons are too short for the rule: they stay on their own scale.
-    assert ets(history[::3], 4, 4).attrs["transform"] == "none"
+    assert result.attrs["spec"].endswith(",M)")
+    error = np.abs(result["mean"].to_numpy() - future).mean()
+    assert error < 0.5 * np.abs(seasonal_naive(history, 12, 12)["mean"].to_numpy() - future).mean()
+    # Simulated intervals: nested around the mean, positive, and the same on every call (fixed seed).
+    assert (result["lo95"] > 0).all()
+    assert (result["lo95"] <= result["lo80"]).all() and (result["lo80"] <= result["mean"]).all()
+    assert (result["mean"] <= result["hi80"]).all() and (result["hi80"] <= result["hi95"]).all()
+    pd.testing.assert_frame_equal(result, ets(history, 12, 12))
+
+
+def test_ets_keeps_multiplicative_parts_away_from_series_that_reach_zero():
+    pattern = np.array([-3.0, -2.0, 0.0, 2.0, 4.0, 3.0, 1.0, 0.0, -1.0, -2.0, -1.0, -1.0])
+    y = np.resize(pattern, 96) + np.random.default_rng(5).normal(0, 0.3, 96)
+
+    result = ets(y, 12, 12)
+
+    assert result.attrs["spec"].startswith("ETS(A,") and not result.attrs["spec"].endswith(",M)")

@@ -8,7 +8,7 @@ attrs["fallback"].
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,6 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 from statsmodels.tsa.forecasting.theta import ThetaModel
 
-from modelling import _boxcox
 from modelling._differencing import is_constant
 from modelling._frame import begin, frame, normal_bounds
 
@@ -63,57 +62,79 @@ def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
     return None
 
 
-def ets(
-    y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95), *, transform: str = "auto"
-) -> pd.DataFrame:
-    """Additive-error ETS chosen by AICc among trend none / additive / damped and seasonal none / additive.
+# R's forecast::ets model space (restrict = TRUE, no multiplicative trend; statsforecast's AutoETS
+# by default): error additive or multiplicative, trend none / additive / damped, season none /
+# additive / multiplicative. Multiplicative parts need a positive series, and additive error with a
+# multiplicative season is left out as numerically unstable (as R does).
+ETS_TRENDS = ((None, False), ("add", False), ("add", True))
+# Multiplicative-error models have no closed-form intervals: they come from simulated sample paths
+# (about 2 ms a forecast), with a fixed seed so that the same series always gets the same bounds.
+ETS_SIMULATIONS = 1000
 
-    Additive errors keep the intervals analytical (multiplicative ones need simulation, ~50x slower).
-    `transform` as for auto_sarima: with "auto", a series whose seasonal swings grow with its level
-    is modelled on the log or square-root scale (`_boxcox`'s rule), the additive model there standing
-    in for multiplicative seasonality; forecasts and bounds are transformed back.
+
+def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
+    """ETS chosen by AICc over error, trend and season types (R's ets model space, see ETS_TRENDS).
+
+    Chosen on the held-out M3 categories over additive-error models on auto_sarima's Box-Cox scale:
+    MASE 0.835 vs 0.859 on 428 monthly series and 1.338 vs 1.437 on 344 quarterly ones
+    (statsforecast's AutoETS: 0.828 and 1.338).
     """
     x, m, future, attrs = begin(y, season_length, horizon, "ets")
     if (reason := unfit_reason(x, m, "ETS")) is not None:
         return fallback_forecast(x, m, future, levels, reason, attrs)
-    lam = _boxcox.choose_lambda(x, m) if transform == "auto" else 1.0
-    seasonal_options = [None, "add"] if m > 1 and len(x) >= 2 * m + 2 else [None]
-    best, endog = None, pd.Series(_boxcox.forward(x, lam))
+    best, endog = None, pd.Series(x)  # a Series, not an array: statsmodels 0.15's ETS prediction needs an index
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (ConvergenceWarning, RuntimeWarning, UserWarning))
-        for trend, damped in ((None, False), ("add", False), ("add", True)):
-            for seasonal in seasonal_options:
-                try:
-                    # A Series, not an array: statsmodels 0.15's ETS prediction needs an index.
-                    fit = ETSModel(
-                        endog, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
-                        seasonal_periods=m if seasonal else None,
-                    ).fit(disp=False, maxiter=200)  # fmt: skip
-                except (ValueError, np.linalg.LinAlgError):
-                    continue
-                if np.isfinite(fit.aicc) and (best is None or fit.aicc < best.aicc):
-                    best = fit
+        for error, trend, damped, seasonal in _ets_specs(x, m):
+            try:
+                fit = ETSModel(
+                    endog, error=error, trend=trend, damped_trend=damped, seasonal=seasonal,
+                    seasonal_periods=m if seasonal else None,
+                ).fit(disp=False, maxiter=200)  # fmt: skip
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+            if np.isfinite(fit.aicc) and (best is None or fit.aicc < best.aicc):
+                best = fit
         if best is None:
             return fallback_forecast(x, m, future, levels, "no ETS model could be fitted", attrs)
-        prediction = best.get_prediction(start=len(x), end=len(x) + horizon - 1)
-        mean = _boxcox.inverse(np.asarray(prediction.predicted_mean), lam)
+        prediction = best.get_prediction(
+            start=len(x), end=len(x) + horizon - 1, simulate_repetitions=ETS_SIMULATIONS, rng=np.random.default_rng(0)
+        )
+        mean = np.asarray(prediction.predicted_mean)
         bounds = {}
         for level in levels:
             ci = np.asarray(prediction.pred_int(alpha=1.0 - level / 100.0))
-            bounds[level] = (_boxcox.inverse(ci[:, 0], lam), _boxcox.inverse(ci[:, 1], lam))
+            # Simulated quantiles may fall a hair on the wrong side of the point forecast.
+            bounds[level] = (np.minimum(ci[:, 0], mean), np.maximum(ci[:, 1], mean))
     if not np.all(np.isfinite(mean)) or not all(np.all(np.isfinite(b)) for pair in bounds.values() for b in pair):
         return fallback_forecast(x, m, future, levels, "non-finite ETS forecast", attrs)
-    spec = best.model
-    attrs["spec"] = f"ETS(A,{_ets_trend(spec)},{'A' if spec.seasonal else 'N'})"
-    attrs["transform"] = _boxcox.NAMES[lam]
+    attrs["spec"] = f"ETS({best.model.short_name[0]},{_ets_trend(best.model)},{_ets_season(best.model)})"
     attrs["aicc"] = float(best.aicc)
     return frame(mean, bounds, future, attrs)
+
+
+def _ets_specs(x: np.ndarray, m: int) -> Iterator[tuple[str, str | None, bool, str | None]]:
+    positive = bool(np.all(x > 0))
+    seasons: list[str | None] = [None]
+    if m > 1 and len(x) >= 2 * m + 2:
+        seasons += ["add", "mul"] if positive else ["add"]
+    for error in ("add", "mul") if positive else ("add",):
+        for trend, damped in ETS_TRENDS:
+            for season in seasons:
+                if not (error == "add" and season == "mul"):
+                    yield error, trend, damped, season
 
 
 def _ets_trend(model: ETSModel) -> str:
     if not model.trend:
         return "N"
     return "Ad" if model.damped_trend else "A"
+
+
+def _ets_season(model: ETSModel) -> str:
+    if not model.seasonal:
+        return "N"
+    return "M" if model.seasonal == "mul" else "A"
 
 
 def theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:

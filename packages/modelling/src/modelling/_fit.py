@@ -63,8 +63,6 @@ def fit_series(task: Task) -> Outcome:
 
 
 def _forecaster(task: Task, model: str, final: bool):
-    if model == "ets":
-        return functools.partial(ets, transform=task.transform)
     if model != "auto_sarima":
         return FORECASTERS[model]
     if final and task.cached is not None:
