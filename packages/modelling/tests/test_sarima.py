@@ -121,3 +121,22 @@ def test_auto_transform_leaves_short_seasons_alone():
     t = np.arange(60)
     y = np.exp(0.03 * t + 0.3 * np.sin(2 * np.pi * t / 4) + np.random.default_rng(5).normal(0, 0.03, 60))
     assert auto_sarima(y, 4, 8).attrs["transform"] == "none"
+
+
+def test_stepwise_moves_follow_auto_arima_in_order_and_bounds():
+    from modelling._css import Spec
+    from modelling._sarima import _neighbours
+
+    moves = [(s.p, s.q, s.P, s.Q, s.constant) for s in _neighbours(Spec(2, 2, 1, 1, True), True, True)]
+
+    # R's forecast::auto.arima (and statsforecast): P-1, Q-1, P+1, Q+1, then both seasonal orders
+    # together, the same for p and q, then the constant; p+q+P+Q may pass 5 in a stepwise search.
+    assert moves == [
+        (2, 2, 0, 1, True), (2, 2, 1, 0, True), (2, 2, 2, 1, True), (2, 2, 1, 2, True),
+        (2, 2, 0, 0, True), (2, 2, 0, 2, True), (2, 2, 2, 0, True), (2, 2, 2, 2, True),
+        (1, 2, 1, 1, True), (2, 1, 1, 1, True), (3, 2, 1, 1, True), (2, 3, 1, 1, True),
+        (1, 1, 1, 1, True), (1, 3, 1, 1, True), (3, 1, 1, 1, True), (3, 3, 1, 1, True),
+        (2, 2, 1, 1, False),
+    ]  # fmt: skip
+    at_the_limits = {(s.p, s.q, s.P, s.Q) for s in _neighbours(Spec(5, 0, 2, 0, False), True, False)}
+    assert max(p for p, *_ in at_the_limits) == 5 and max(P for _, _, P, _ in at_the_limits) == 2

@@ -18,7 +18,7 @@ MODELS = ("auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive")
 FREQUENCIES = ("D", "B", "W", "M", "Q", "A")
 SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
 TRANSFORMS = ("none", "auto")
-CONFIG_VERSION = 3  # bump when the code changes what a fit produces, so cached fits are not reused
+CONFIG_VERSION = 4  # bump when the code changes what a fit produces, so cached fits are not reused
 
 
 @dataclass(frozen=True)
