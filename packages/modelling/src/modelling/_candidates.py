@@ -67,8 +67,8 @@ def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
 # additive / multiplicative. Multiplicative parts need a positive series, and additive error with a
 # multiplicative season is left out as numerically unstable (as R does).
 ETS_TRENDS = ((None, False), ("add", False), ("add", True))
-# Multiplicative-error models have no closed-form intervals: they come from simulated sample paths
-# (about 2 ms a forecast), with a fixed seed so that the same series always gets the same bounds.
+# A model with a multiplicative part has no closed-form intervals: statsmodels simulates sample paths
+# (about 2 ms a forecast), seeded so that the same series always gets the same bounds.
 ETS_SIMULATIONS = 1000
 
 
