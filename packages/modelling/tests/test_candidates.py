@@ -101,3 +101,10 @@ def test_ets_keeps_multiplicative_parts_away_from_series_that_reach_zero():
     result = ets(y, 12, 12)
 
     assert result.attrs["spec"].startswith("ETS(A,") and not result.attrs["spec"].endswith(",M)")
+
+
+def test_ets_leaves_seasons_longer_than_24_unmodelled_as_r_does():
+    t = np.arange(300)
+    weekly = 100.0 + 0.1 * t + 5.0 * np.sin(2 * np.pi * t / 52) + np.random.default_rng(9).normal(0, 0.5, len(t))
+
+    assert ets(weekly, 52, 13).attrs["spec"].endswith(",N)")

@@ -65,8 +65,11 @@ def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
 # R's forecast::ets model space (restrict = TRUE, no multiplicative trend; statsforecast's AutoETS
 # by default): error additive or multiplicative, trend none / additive / damped, season none /
 # additive / multiplicative. Multiplicative parts need a positive series, and additive error with a
-# multiplicative season is left out as numerically unstable (as R does).
+# multiplicative season is left out as numerically unstable (as R does). Seasons longer than
+# ETS_MAX_SEASON are not modelled, as in R and statsforecast: one state per season position makes a
+# weekly (52) season slow to fit (about 12 s a series) and poorly determined.
 ETS_TRENDS = ((None, False), ("add", False), ("add", True))
+ETS_MAX_SEASON = 24
 # A model with a multiplicative part has no closed-form intervals: statsmodels simulates sample paths
 # (about 2 ms a forecast), seeded so that the same series always gets the same bounds.
 ETS_SIMULATIONS = 1000
@@ -116,7 +119,7 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
 def _ets_specs(x: np.ndarray, m: int) -> Iterator[tuple[str, str | None, bool, str | None]]:
     positive = bool(np.all(x > 0))
     seasons: list[str | None] = [None]
-    if m > 1 and len(x) >= 2 * m + 2:
+    if 1 < m <= ETS_MAX_SEASON and len(x) >= 2 * m + 2:
         seasons += ["add", "mul"] if positive else ["add"]
     for error in ("add", "mul") if positive else ("add",):
         for trend, damped in ETS_TRENDS:
