@@ -67,7 +67,7 @@ def unfit_reason(x: np.ndarray, m: int, label: str) -> str | None:
 # additive / multiplicative. Multiplicative parts need a positive series, and additive error with a
 # multiplicative season is left out as numerically unstable (as R does). Seasons longer than
 # ETS_MAX_SEASON are not modelled, as in R and statsforecast: one state per season position makes a
-# weekly (52) season slow to fit (about 12 s a series) and poorly determined.
+# weekly (52) season slow to fit (about 12 s a fit) and poorly determined.
 ETS_TRENDS = ((None, False), ("add", False), ("add", True))
 ETS_MAX_SEASON = 24
 # A model with a multiplicative part has no closed-form intervals: statsmodels simulates sample paths
@@ -111,7 +111,8 @@ def ets(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (
             bounds[level] = (np.minimum(ci[:, 0], mean), np.maximum(ci[:, 1], mean))
     if not np.all(np.isfinite(mean)) or not all(np.all(np.isfinite(b)) for pair in bounds.values() for b in pair):
         return fallback_forecast(x, m, future, levels, "non-finite ETS forecast", attrs)
-    attrs["spec"] = f"ETS({best.model.short_name[0]},{_ets_trend(best.model)},{_ets_season(best.model)})"
+    name = best.model.short_name  # error, trend, season: e.g. "MAdM"
+    attrs["spec"] = f"ETS({name[0]},{name[1:-1]},{name[-1]})"
     attrs["aicc"] = float(best.aicc)
     return frame(mean, bounds, future, attrs)
 
@@ -126,18 +127,6 @@ def _ets_specs(x: np.ndarray, m: int) -> Iterator[tuple[str, str | None, bool, s
             for season in seasons:
                 if not (error == "add" and season == "mul"):
                     yield error, trend, damped, season
-
-
-def _ets_trend(model: ETSModel) -> str:
-    if not model.trend:
-        return "N"
-    return "Ad" if model.damped_trend else "A"
-
-
-def _ets_season(model: ETSModel) -> str:
-    if not model.seasonal:
-        return "N"
-    return "M" if model.seasonal == "mul" else "A"
 
 
 def theta(y: Series, season_length: int, horizon: int, levels: Sequence[float] = (80, 95)) -> pd.DataFrame:
