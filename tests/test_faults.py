@@ -276,6 +276,11 @@ def readable(path: Path) -> None:
             json.loads(p.read_text())
 
 
+def _files_in_place(path: Path) -> set[str]:
+    """Files under `path` that are not temporaries of a write under way."""
+    return {str(p.relative_to(path)) for p in path.rglob("*") if p.is_file()} - set(leftovers(path))
+
+
 @needs_modelling
 def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path) -> None:
     root, share = linked_project(tmp_path)
@@ -292,9 +297,10 @@ def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path
     )
     try:
         # Kill the whole process group (make, the stage, its worker processes) once modelling has
-        # cached its first fit and before it has published anything.
+        # cached its first fit (a file in place, not just the temporary it is written through) and
+        # before it has published anything.
         deadline = time.monotonic() + 300
-        while proc.poll() is None and not any(p.is_file() for p in cache.rglob("*")):
+        while proc.poll() is None and not _files_in_place(cache):
             assert time.monotonic() < deadline, "modelling cached nothing within 300 s"
             time.sleep(0.02)
         assert proc.poll() is None, "the run ended before modelling could be killed"
