@@ -135,6 +135,53 @@ def candidate_fits(name: str, series: list[dict], spec: dict, workers: int, fres
     return cache, broken
 
 
+def calibrate_candidates(series: list[dict], spec: dict, fits: dict) -> tuple[dict, dict]:
+    """The fits with intervals as the modelling stage writes them, and each candidate's test-part coverage.
+
+    The stage rescales each model's intervals by split-conformal factors from the backtests of all
+    series of one frequency (modelling.calibrate); here one set stands for one frequency. The test
+    part never sets the factors.
+    """
+    import modelling
+    from modelling._config import load_config  # the stage's own min_points
+
+    min_points = load_config().calibration_min_points
+    m, h = spec["m"], spec["h"]
+    ids = {s["id"] for s in series}
+    factors, report = {}, {}
+    for c in CANDIDATES:
+        rows = []
+        for s in series:
+            for o in origins(len(s["x"]), m, h):
+                if isinstance(values := fits.get((s["id"], c, o)), np.ndarray):
+                    actual = s["x"][o : o + h]
+                    rows.append(pd.DataFrame(values[: len(actual)], columns=VALUES).assign(actual=actual))
+        if rows:
+            factors[c] = modelling.calibrate(pd.concat(rows, ignore_index=True), min_points).factors
+    calibrated = {
+        key: modelling.rescale(pd.DataFrame(v, columns=VALUES), factors[key[1]])[VALUES].to_numpy()
+        if isinstance(v, np.ndarray) and key[0] in ids and key[1] in factors else v
+        for key, v in fits.items()
+    }  # fmt: skip
+    for c in factors:
+        tested = [s for s in series if isinstance(fits.get((s["id"], c, len(s["x"]))), np.ndarray)]
+        report[c] = {"factors": {f"{k}%": round(v, 3) for k, v in factors[c].items()}}
+        for name, source in (("model", fits), ("calibrated", calibrated)):
+            for level, (lo, hi) in ((80, (1, 2)), (95, (3, 4))):
+                hits = [np.mean((s["xx"] >= source[(s["id"], c, len(s["x"]))][:, lo])
+                                & (s["xx"] <= source[(s["id"], c, len(s["x"]))][:, hi])) for s in tested]  # fmt: skip
+                report[c][f"coverage{level}_{name}"] = float(np.mean(hits))
+    return calibrated, report
+
+
+def _candidate_coverage_text(report: dict) -> str:
+    return ", ".join(
+        f"{c} {r['coverage80_model']:.0%} / {r['coverage95_model']:.0%} -> {r['coverage80_calibrated']:.0%} / "
+        f"{r['coverage95_calibrated']:.0%} (x{r['factors']['80%']:.2f} / x{r['factors']['95%']:.2f})"
+        for c, r in report.items()
+    )
+
+
 def publish(s: dict, spec: dict, fits: dict, settings) -> dict:
     """What the stage would publish for one series, from its candidates' test and backtest forecasts."""
     m, h, n = spec["m"], spec["h"], len(s["x"])
@@ -218,6 +265,7 @@ def accuracy(name: str, spec: dict, sample: int, limit: int | None, workers: int
     series = load_m3(spec)[::sample][:limit]
     fits, broken = candidate_fits(name, series, spec, workers, fresh)
     failures = {k: v for k, v in fits.items() if isinstance(v, str) and k[0] in {s["id"] for s in series}}
+    fits, candidate_intervals = calibrate_candidates(series, spec, fits)
     stage = forecasting.load_settings()  # the stage's own margin, combinations and calibration
     settings = stage.select
     per_series = pd.DataFrame([publish(s, spec, fits, settings) for s in series])
@@ -244,6 +292,7 @@ def accuracy(name: str, spec: dict, sample: int, limit: int | None, workers: int
         "published_methods": per_series["method"].value_counts().to_dict(),
         "selection_rule_sensitivity": sensitivity,
         "published_intervals": coverage(per_series, stage.intervals),
+        "candidate_intervals": candidate_intervals,
         "backtest_folds_mean": float(per_series["folds"].mean()),
         "candidates_left_out": broken,
         "candidate_failures": len(failures),
@@ -275,6 +324,7 @@ def held_out(workers: int, fresh: bool) -> None:
     for name, spec in HELD_OUT.items():
         series = load_m3(spec)[:: HELD_OUT_SAMPLE[name]]
         fits, broken = candidate_fits(name, series, spec, workers, fresh)
+        fits, candidate_intervals = calibrate_candidates(series, spec, fits)
         per_rule = {
             rule: float(np.mean([publish(s, spec, fits, v)["published"] for s in series]))
             for rule, v in selection_variants(settings).items()
@@ -284,13 +334,15 @@ def held_out(workers: int, fresh: bool) -> None:
         intervals = coverage(per_series, stage.intervals)
         results["sets"][name] = {
             "series": len(series), "types": spec["types"], "rules": per_rule, "models": singles, "left_out": broken,
-            "published_intervals": intervals,
+            "published_intervals": intervals, "candidate_intervals": candidate_intervals,
         }  # fmt: skip
         lines += [f"## {name}: {len(series)} series (1 in {HELD_OUT_SAMPLE[name]} of {', '.join(spec['types'])})",
                   "", "| selection rule | published MASE |", "| --- | ---: |",
                   *[f"| {k} | {v:.3f} |" for k, v in sorted(per_rule.items(), key=lambda kv: kv[1])], "",
                   "Single candidates: " + ", ".join(f"{k} {v:.3f}" for k, v in singles.items()) + ".", "",
-                  f"Published intervals' coverage on the test part: {_coverage_text(intervals)}.", ""]  # fmt: skip
+                  f"Published intervals' coverage on the test part: {_coverage_text(intervals)}.", "",
+                  "Candidates' interval coverage on the test part (80% / 95%), as the models give them -> as the "
+                  f"modelling stage calibrates them: {_candidate_coverage_text(candidate_intervals)}.", ""]  # fmt: skip
     header = [
         "M3 series outside the target sets (bench_forecasting.py --held-out), test part scored as in",
         f"forecasting.md, {FOLDS} backtest folds. The stage's [select] defaults are chosen from this table; the",
@@ -423,6 +475,8 @@ def markdown(results: dict) -> list[str]:
                   f"{res['backtest_folds_mean']:.1f} backtest folds per series on average; "
                   f"{res['candidate_failures']} candidate fits failed; left out as broken: "
                   f"{res['candidates_left_out'] or 'none'}.", "",
+                  "Candidates' interval coverage on the test part (80% / 95%), as the models give them -> as the "
+                  f"modelling stage calibrates them: {_candidate_coverage_text(res['candidate_intervals'])}.", "",
                   "Published MASE under other selection rules (sensitivity only; the defaults were not picked "
                   "from these): " + ", ".join(f"{k} {v:.3f}" for k, v in res["selection_rule_sensitivity"].items()),
                   ""]  # fmt: skip

@@ -179,6 +179,9 @@ A = 6
 [backtest]
 folds = 0
 step = 0
+[intervals]
+calibrate = true
+min_points = 40
 """
 
 

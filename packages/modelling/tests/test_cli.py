@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 from modelling._cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_SERIES_FAILED, EXIT_STORAGE, main
@@ -206,3 +207,112 @@ def test_parallel_workers_give_the_same_forecasts_as_one(two_series, predictions
     one = pd.read_parquet(predictions / "r1" / "forecasts.parquet").sort_values(["series", "model", "step"])
     two = pd.read_parquet(predictions / "r2" / "forecasts.parquet").sort_values(["series", "model", "step"])
     pd.testing.assert_frame_equal(one.reset_index(drop=True), two.reset_index(drop=True), rtol=1e-6)
+
+
+def stage_config(tmp_path, name: str, **replace: str) -> str:
+    """The default config file with some lines replaced, e.g. models='["ets"]'."""
+    from modelling._config import default_config_path
+
+    lines = default_config_path().read_text().splitlines()
+    for key, value in replace.items():
+        lines = [f"{key} = {value}" if line.startswith(f"{key} =") else line for line in lines]
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+@pytest.fixture
+def three_monthly(store, make_monthly, macro):
+    store("bundled/realgdp", macro().iloc[-80:], "Q")
+    for seed in range(3):
+        store(f"fred/M{seed}", make_monthly(60, seed=seed), "M")
+
+
+def half_widths(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.sort_values(["series", "model", "step"]).reset_index(drop=True)
+    sides = {}
+    for level in (80, 95):
+        sides[f"lo{level}"] = frame["mean"] - frame[f"lo{level}"]
+        sides[f"hi{level}"] = frame[f"hi{level}"] - frame["mean"]
+    return pd.DataFrame(sides)
+
+
+def rows_of(frame: pd.DataFrame, prefix: str, model_name: str) -> pd.DataFrame:
+    return frame[frame["series"].str.startswith(prefix) & (frame["model"] == model_name)]
+
+
+def covered(rows: pd.DataFrame, level: int) -> pd.Series:
+    return (rows["actual"] >= rows[f"lo{level}"]) & (rows["actual"] <= rows[f"hi{level}"])
+
+
+def test_intervals_are_calibrated_per_frequency_and_model_on_the_backtests(
+    three_monthly, tmp_path, predictions, monkeypatch
+):
+    raw_config = stage_config(tmp_path, "raw.toml", calibrate="false")
+    assert model("raw", monkeypatch, "--config", raw_config) == EXIT_OK
+    assert model("r1", monkeypatch) == EXIT_OK
+    calibration = json.loads((predictions / "r1" / "run.json").read_text())["calibration"]
+    assert json.loads((predictions / "raw" / "run.json").read_text())["calibration"] == {}
+    # Three monthly series x 3 folds x 18 steps pool into each monthly group; one quarterly series
+    # has 3 x 8 = 24 backtest points, fewer than min_points 40: its models' intervals are kept.
+    assert set(calibration) == {"M", "Q"}
+    assert all(c["points"] == 162 for c in calibration["M"].values())
+    assert all(c["factors"] == {"80": 1.0, "95": 1.0} for c in calibration["Q"].values())
+    raw_fc = pd.read_parquet(predictions / "raw" / "forecasts.parquet")
+    cal_fc = pd.read_parquet(predictions / "r1" / "forecasts.parquet")
+    backtests = pd.read_parquet(predictions / "r1" / "backtests.parquet")
+    scores = pd.read_parquet(predictions / "r1" / "scores.parquet").set_index(["series", "model"])
+    for frequency, prefix in (("M", "fred/M"), ("Q", "bundled/")):
+        for name, record in calibration[frequency].items():
+            raw, cal, rows = (
+                rows_of(raw_fc, prefix, name),
+                rows_of(cal_fc, prefix, name),
+                rows_of(backtests, prefix, name),
+            )
+            np.testing.assert_allclose(cal.sort_values(["series", "step"])["mean"],
+                                       raw.sort_values(["series", "step"])["mean"])  # fmt: skip
+            widened = half_widths(cal) / half_widths(raw)
+            for level in (80, 95):
+                ratio = widened[[f"lo{level}", f"hi{level}"]].to_numpy()
+                np.testing.assert_allclose(ratio[np.isfinite(ratio)], record["factors"][str(level)], rtol=1e-9)
+                hits = covered(rows, level)
+                assert hits.mean() == pytest.approx(record["coverage_after"][str(level)], abs=1e-6)
+                if frequency == "M":  # split conformal: at least the nominal level on the pooled backtests
+                    assert hits.mean() >= level / 100
+                for series, value in hits.groupby(rows["series"]).mean().items():  # scores: calibrated coverage
+                    assert scores.loc[(series, name), f"coverage{level}"] == pytest.approx(value)
+
+
+def test_a_reused_series_is_recalibrated_as_if_everything_were_fitted_afresh(
+    three_monthly, store, make_monthly, root, tmp_path, predictions, monkeypatch
+):
+    config = stage_config(tmp_path, "fast.toml", models='["ets", "seasonal_naive"]')
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    store("fred/M0", make_monthly(63, seed=0), "M")  # the other two monthly series are reused
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
+    first = json.loads((predictions / "r1" / "run.json").read_text())["calibration"]["M"]
+    second = json.loads((predictions / "r2" / "run.json").read_text())["calibration"]["M"]
+    assert first["ets"]["factors"] != second["ets"]["factors"]  # the pool changed with fred/M0
+    (predictions / "LATEST").unlink()  # from scratch: nothing to reuse
+    assert model("fresh", monkeypatch, "--config", config) == EXIT_OK
+    for name in ("forecasts", "backtests", "scores"):
+        reused = pd.read_parquet(predictions / "r2" / f"{name}.parquet").sort_values(["series", "model"], kind="stable")
+        fresh = pd.read_parquet(predictions / "fresh" / f"{name}.parquet").sort_values(
+            ["series", "model"], kind="stable"
+        )
+        pd.testing.assert_frame_equal(reused.reset_index(drop=True), fresh.reset_index(drop=True), rtol=1e-9)
+
+
+def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, store, make_monthly, predictions,
+                                                                   monkeypatch, capsys):  # fmt: skip
+    assert model("r1", monkeypatch) == EXIT_OK
+    meta_path = predictions / "r1" / "run.json"
+    meta = json.loads(meta_path.read_text())
+    meta["calibration"] = {"M": {"ets": {"factors": {"80": "wide"}}}}
+    meta_path.write_text(json.dumps(meta))
+    store("fred/SALES", make_monthly(63), "M")
+    capsys.readouterr()
+    assert model("r2", monkeypatch) == EXIT_OK
+    err = capsys.readouterr().err
+    assert "run r1: run.json: calibration.M.ets.factors.80: not a positive number; every series is fitted again" in err
+    assert "2 series: 2 to fit, 0 unchanged" in err

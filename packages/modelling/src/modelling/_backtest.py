@@ -12,6 +12,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+LEVELS = (80, 95)
+
 
 def origins(n: int, horizon: int, folds: int, step: int, min_train: int) -> list[int]:
     """Training lengths of the folds, oldest first; the last fold's test part ends at the last value."""
@@ -68,7 +70,18 @@ def scores(backtest: pd.DataFrame) -> dict[str, float]:
     return {
         "mase": float(per_fold_mase.mean()),
         "smape": float(np.mean(smape(ok["actual"].to_numpy(), ok["mean"].to_numpy()))),
-        "coverage80": float(np.mean((ok["actual"] >= ok["lo80"]) & (ok["actual"] <= ok["hi80"]))),
-        "coverage95": float(np.mean((ok["actual"] >= ok["lo95"]) & (ok["actual"] <= ok["hi95"]))),
+        **{f"coverage{level}": float(np.mean(covered(ok, level))) for level in LEVELS},
         "folds": int(backtest["fold"].nunique()),
     }
+
+
+def covered(backtest: pd.DataFrame, level: int) -> pd.Series:
+    """Per row: whether the actual lies inside the `level` interval."""
+    return (backtest["actual"] >= backtest[f"lo{level}"]) & (backtest["actual"] <= backtest[f"hi{level}"])
+
+
+def coverage_by_series(backtests: pd.DataFrame) -> pd.DataFrame:
+    """Interval coverage per series and model of a long backtests frame (index: series, model)."""
+    ok = backtests[np.isfinite(backtests["actual"])]
+    hits = pd.DataFrame({f"coverage{level}": covered(ok, level).astype(float) for level in LEVELS})
+    return hits.groupby([ok["series"], ok["model"]]).mean()

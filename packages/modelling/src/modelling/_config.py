@@ -31,6 +31,8 @@ class Config:
     horizon: dict[str, int]
     backtest_folds: int
     backtest_step: int
+    calibrate: bool
+    calibration_min_points: int
     source: str
 
     def fingerprint(self) -> str:
@@ -83,6 +85,7 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path}: backtest.folds: expected an integer >= 0, got {folds!r}")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ConfigError(f"{path}: backtest.step: expected an integer >= 0, got {step!r}")
+    intervals = _Reader(read.value("intervals", dict), path, "intervals.")
     return Config(
         models=models,
         levels=levels,
@@ -92,31 +95,33 @@ def load_config(path: Path | None = None) -> Config:
         horizon=horizon,
         backtest_folds=folds,
         backtest_step=step,
+        calibrate=intervals.value("calibrate", bool),
+        calibration_min_points=intervals.positive_int("min_points"),
         source=str(path),
     )
 
 
 class _Reader:
-    def __init__(self, raw: dict, path: Path) -> None:
-        self.raw, self.path = raw, path
+    def __init__(self, raw: dict, path: Path, prefix: str = "") -> None:
+        self.raw, self.path, self.prefix = raw, path, prefix  # prefix: the table's name in errors, e.g. "intervals."
 
     def value(self, key: str, kind: type):
         if key not in self.raw:
-            raise ConfigError(f"{self.path}: {key}: missing")
+            raise ConfigError(f"{self.path}: {self.prefix}{key}: missing")
         value = self.raw[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{self.path}: {key}: expected {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{self.path}: {self.prefix}{key}: expected {kind.__name__}, got {value!r}")
         return value
 
     def list_of(self, key: str, kind: type) -> list:
         values = self.value(key, list)
         for value in values:
             if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-                raise ConfigError(f"{self.path}: {key}: expected a list of {kind.__name__}, got {value!r}")
+                raise ConfigError(f"{self.path}: {self.prefix}{key}: expected a list of {kind.__name__}, got {value!r}")
         return values
 
     def positive_int(self, key: str) -> int:
         value = self.value(key, int)
         if value < 1:
-            raise ConfigError(f"{self.path}: {key}: expected a positive integer, got {value}")
+            raise ConfigError(f"{self.path}: {self.prefix}{key}: expected a positive integer, got {value}")
         return value

@@ -29,6 +29,7 @@ log = logging.getLogger("modelling")
 RUN_FILE = "run.json"
 LATEST = "LATEST"
 FILES = ("forecasts", "backtests", "scores", "history")
+CALIBRATED = ("forecasts", "backtests")  # the files whose intervals _calibrate rescales
 
 
 if TYPE_CHECKING:
@@ -108,16 +109,21 @@ def run(
         raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
     # Imported here: statsmodels costs about a second to import, which a run with nothing new skips.
     from modelling import _cache
+    from modelling._calibrate import read_factors, rescale_groups
 
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
     outcomes = _fit_all(tasks, jobs, level)
     report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FILES}
+    by_name = {p.ref.name: p for p in planned}
+    frequency = {name: p.ref.frequency for name, p in by_name.items()}
     if reuse:
         for name in FILES:
             frame = pd.read_parquet(predictions / previous["run_id"] / f"{name}.parquet")
-            parts[name].append(frame[frame["series"].isin(reuse)])
-    by_name = {p.ref.name: p for p in planned}
+            frame = frame[frame["series"].isin(reuse)]
+            if name in CALIBRATED:  # back on the models' own intervals, to be pooled with the new fits
+                frame = rescale_groups(frame, frequency, read_factors(previous.get("calibration", {})), undo=True)
+            parts[name].append(frame)
     for outcome in outcomes:
         planned_series = by_name[outcome.name]
         if outcome.error:
@@ -136,6 +142,8 @@ def run(
     modelled = set(report.fitted) | set(report.reused)
     if not modelled:
         raise InputError("every series failed; nothing written (see the messages above)")
+    frames = _frames(parts)
+    calibration = _calibrate(frames, frequency, config) if config.calibrate else {}
     meta = {
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -148,8 +156,9 @@ def run(
         "fingerprints": fingerprints,
         "inputs_digest": digest,
         "fit_failed": sorted(set(report.failed) - set(failed)),
+        "calibration": _calibration_record(calibration),
     }
-    _write(run_dir, parts, meta)
+    _write(run_dir, frames, meta)
     atomic_write(predictions / LATEST, run_id + "\n")
     return report
 
@@ -255,15 +264,52 @@ SCHEMA = {
 }  # fmt: skip
 
 
-def _write(run_dir: Path, parts: dict[str, list[pd.DataFrame]], meta: dict) -> None:
+def _frames(parts: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
+    """Each file's parts as one frame in its documented columns and types."""
     import pandas as pd
 
+    frames = {}
+    for name, columns in SCHEMA.items():
+        present = [f for f in parts[name] if not f.empty]
+        frame = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=list(columns))
+        frames[name] = frame[list(columns)].astype(columns)
+    return frames
+
+
+def _calibrate(frames: dict[str, pd.DataFrame], frequency: dict[str, str], config: Config) -> dict:
+    """Rescale forecasts and backtests in place per (frequency, model); scores get the new coverage."""
+    from modelling._backtest import coverage_by_series
+    from modelling._calibrate import calibrate_groups, rescale_groups
+
+    calibration = calibrate_groups(frames["backtests"], frequency, config.calibration_min_points)
+    factors = {group: c.factors for group, c in calibration.items()}
+    for name in CALIBRATED:
+        frames[name] = rescale_groups(frames[name], frequency, factors)
+    for (series_frequency, model), result in calibration.items():
+        if result.points < config.calibration_min_points:
+            log.info("%s %s: intervals as the model gave them (%d backtest points, fewer than %d)",
+                     series_frequency, model, result.points, config.calibration_min_points)  # fmt: skip
+        else:
+            log.info("%s %s: intervals calibrated on %d backtest points: %s", series_frequency, model,
+                     result.points, result.describe())  # fmt: skip
+    if not frames["backtests"].empty:
+        scores = frames["scores"].set_index(["series", "model"])
+        scores.update(coverage_by_series(frames["backtests"]))
+        frames["scores"] = scores.reset_index()[list(SCHEMA["scores"])]
+    return calibration
+
+
+def _calibration_record(calibration: dict) -> dict:
+    record: dict[str, dict] = {}
+    for (series_frequency, model), result in calibration.items():
+        record.setdefault(series_frequency, {})[model] = result.to_json()
+    return record
+
+
+def _write(run_dir: Path, frames: dict[str, pd.DataFrame], meta: dict) -> None:
     try:
         run_dir.mkdir(parents=True)
-        for name, columns in SCHEMA.items():
-            frames = [f for f in parts[name] if not f.empty]
-            frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(columns))
-            frame = frame[list(columns)].astype(columns)
+        for name, frame in frames.items():
             with atomic_path(run_dir / f"{name}.parquet") as tmp:
                 frame.to_parquet(tmp, index=False)
         atomic_write(run_dir / RUN_FILE, json.dumps(_jsonable(meta), indent=1, sort_keys=True) + "\n")
@@ -300,5 +346,12 @@ def _reusable(predictions: Path, previous: dict | None, fingerprints: dict[str, 
         return set()
     old = previous.get("fingerprints") or {}
     if not all((predictions / previous["run_id"] / f"{name}.parquet").exists() for name in FILES):
+        return set()
+    from modelling._calibrate import read_factors
+
+    try:  # a reused series' intervals are put back on its models' own with these factors
+        read_factors(previous.get("calibration", {}))
+    except ValueError as exc:
+        log.warning("run %s: run.json: %s; every series is fitted again", previous["run_id"], exc)
         return set()
     return {name for name, fp in fingerprints.items() if old.get(name) == fp and name not in previous.get("failed", {})}
