@@ -204,10 +204,12 @@ def publish(s: dict, spec: dict, fits: dict, settings) -> dict:
             settings.combinations,
             settings.single_margin,
             settings.pool,
+            settings.floor,
         )
         checked = choice.apply_backtest(backtest)
-    else:  # too short for any backtest fold: the stage's rule, the median of the candidates
-        choice = forecasting.Choice("median", {c: 1 / len(usable) for c in usable})
+    else:  # too short for any backtest fold: the stage's rule, the median of the candidates but the floor
+        pooled = [c for c in usable if c not in settings.floor] or usable
+        choice = forecasting.Choice("median", {c: 1 / len(pooled) for c in pooled})
         checked = None
     published = choice.apply(test)
     err = lambda f: float(np.mean(np.abs(s["xx"] - f["mean"].to_numpy())) / scale)  # noqa: E731
@@ -313,6 +315,7 @@ def selection_variants(settings) -> dict:
         "single_margin 0.5": replace(settings, single_margin=0.5),
         "combinations only": replace(settings, single_margin=1.0),
         "single models only": replace(settings, combinations=()),
+        "no floor (seasonal naive chosen and combined too)": replace(settings, floor=()),
     }
 
 

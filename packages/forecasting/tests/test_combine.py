@@ -144,3 +144,20 @@ def test_pool_keeps_the_weakest_models_out_of_combinations():
     assert pooled.weights.keys() == {"up", "down"} and pooled.mase == pytest.approx(0.0)
     assert pooled_table.loc["median", "mase"] < table.loc["median", "mase"]
     assert pooled.is_combination and everything.is_combination
+
+
+def test_the_floor_is_scored_but_neither_chosen_nor_combined():
+    # "naive" is the best single model here, and would take the largest weight in a combination.
+    bt = backtest({"naive": [[0.1, 0.1]] * 3, "up": [[1, 1]] * 3, "down": [[-1.5, -1.5]] * 3})
+    assert choose(bt, 1.0, combinations=[])[0].method == "naive"
+    single, table = choose(bt, 1.0, combinations=[], floor=["naive"])
+    assert single.method == "up" and table.loc["naive", "mase"] == pytest.approx(0.1)
+    combined, table = choose(bt, 1.0, single_margin=0.5, floor=["naive"])
+    assert combined.is_combination and combined.weights.keys() == {"up", "down"}
+    assert table.loc["median", "mase"] == pytest.approx(0.25)  # the median of up and down only
+    assert set(table.index) == {"naive", "up", "down", "weighted", "median"}
+
+
+def test_a_series_with_only_floor_models_still_gets_one():
+    bt = backtest({"naive": [[0.5, 0.5]] * 2})
+    assert choose(bt, 1.0, floor=["naive"])[0].method == "naive"

@@ -120,21 +120,26 @@ def mase_scale(history: Iterable[float], season_length: int) -> float:
 
 
 def evaluate(
-    backtest: pd.DataFrame, scale: float, combinations: Iterable[str] = COMBINATIONS, pool: int = 0
+    backtest: pd.DataFrame,
+    scale: float,
+    combinations: Iterable[str] = COMBINATIONS,
+    pool: int = 0,
+    floor: Iterable[str] = (),
 ) -> pd.DataFrame:
     """Backtest accuracy of every model and of each combination of the `pool` best (0: all), on the same folds.
 
     backtest: one series' rows with model, fold, step, actual, mean, lo80, hi80, lo95, hi95. Only the
     (fold, step) points that every model forecast are scored, so the candidates compete on equal terms.
     Weights of `weighted` are scored leave-one-fold-out (the fold being scored never sets its own
-    weights) so a combination is not flattered against single models. Returns one row per candidate:
+    weights) so a combination is not flattered against single models. Models in `floor` are scored
+    but never pooled (unless every model is). Returns one row per candidate:
     candidate, mase, smape, coverage80, coverage95, folds (index: candidate).
     """
-    return _evaluate(backtest, scale, combinations, pool)[0]
+    return _evaluate(backtest, scale, combinations, pool, floor)[0]
 
 
 def _evaluate(
-    backtest: pd.DataFrame, scale: float, combinations: Iterable[str], pool: int
+    backtest: pd.DataFrame, scale: float, combinations: Iterable[str], pool: int, floor: Iterable[str]
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
     """evaluate(), plus each candidate's MASE fold by fold and the models the combinations pool, best first."""
     wide = backtest.set_index(["fold", "step", "model"])[[*VALUES, "actual"]].unstack("model").dropna()
@@ -154,7 +159,7 @@ def _evaluate(
     rows = {m: _score(actual, folds, fold_ids, {c: arrays[c][i] for c in VALUES}, scale) for i, m in enumerate(models)}
     # The pool is ranked on every fold, so a pooled combination is picked with the same hindsight as
     # the best single model it competes with.
-    pooled = sorted(models, key=lambda m: rows[m]["mase"])[: pool or None]
+    pooled = sorted(eligible(models, floor), key=lambda m: rows[m]["mase"])[: pool or None]
     if len(pooled) > 1:
         members = [models.index(m) for m in pooled]
         for method in combinations:
@@ -176,17 +181,26 @@ def _evaluate(
     return table, fold_mase, pooled
 
 
+def eligible(models: Iterable[str], floor: Iterable[str]) -> list[str]:
+    """The models that may be chosen or combined: all but the floor, or all of them when only the floor is left."""
+    models, floor = list(models), set(floor)
+    return [m for m in models if m not in floor] or models
+
+
 def choose(
     backtest: pd.DataFrame,
     scale: float,
     combinations: Iterable[str] = COMBINATIONS,
     single_margin: float = 0.0,
     pool: int = 0,
+    floor: Iterable[str] = (),
 ) -> tuple[Choice, pd.DataFrame]:
     """Pick the published forecast of one series by backtest MASE: the best model or a combination.
 
     Combinations take the `pool` models with the best backtest MASE (0: every model): a weak model
-    (seasonal naive, the floor) then does not drag a median or take a share of the weights.
+    then does not drag a median or take a share of the weights. Models in `floor` (e.g. seasonal
+    naive, the benchmark every other model should beat) are scored but neither chosen nor combined,
+    unless they are all the series has.
 
     A single model wins only when it beats the best combination on every fold and its MASE is lower
     by more than `single_margin` (a fraction): picking the best of several noisy scores rewards luck,
@@ -194,8 +208,8 @@ def choose(
     evaluation table it was made from.
     """
     combinations = tuple(combinations)
-    table, fold_mase, pooled = _evaluate(backtest, scale, combinations, pool)
-    models = [c for c in table.index if c not in COMBINATIONS]
+    table, fold_mase, pooled = _evaluate(backtest, scale, combinations, pool, floor)
+    models = eligible([c for c in table.index if c not in COMBINATIONS], floor)
     single = table.loc[models, "mase"].idxmin()
     best, best_mase = single, float(table.at[single, "mase"])
     combos = [c for c in combinations if c in table.index]

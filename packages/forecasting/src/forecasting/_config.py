@@ -30,6 +30,7 @@ class SelectSettings:
     combinations: tuple[str, ...] = COMBINATIONS
     single_margin: float = 0.5
     pool: int = 0
+    floor: tuple[str, ...] = ("seasonal_naive",)
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def load_settings(path: Path | None = None) -> Settings:
         combinations=reader.combinations("select", "combinations"),
         single_margin=reader.number("select", "single_margin", minimum=0.0, maximum=1.0),
         pool=reader.pool("select", "pool"),
+        floor=reader.names("select", "floor"),
     )
     intervals = IntervalSettings(
         calibrate=reader.flag("intervals", "calibrate"),
@@ -222,6 +224,12 @@ class _Reader:
             raise ConfigError(
                 f"{self.source}: {table}.{key} must be a list drawn from {list(COMBINATIONS)}, got {value!r}"
             )
+        return tuple(dict.fromkeys(value))
+
+    def names(self, table: str, key: str) -> tuple[str, ...]:
+        value = self._get(table, key, list(getattr(_DEFAULTS[table], key)))
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{self.source}: {table}.{key} must be a list of model names, got {value!r}")
         return tuple(dict.fromkeys(value))
 
     def pool(self, table: str, key: str) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from forecasting._calibrate import Calibration, calibrate, rescale
-from forecasting._combine import VALUES, Choice, choose, mase_scale
+from forecasting._combine import VALUES, Choice, choose, eligible, mase_scale
 from forecasting._config import IntervalSettings, SelectSettings
 from forecasting._errors import InputError
 from forecasting._inputs import Predictions
@@ -41,13 +41,14 @@ def build(predictions: Predictions, settings: SelectSettings, intervals: Interva
         if backtest is not None:
             backtest = backtest[backtest["model"].isin(candidates)]
         if backtest is None or backtest.empty:
-            choice, table = _without_backtest(predictions, series, candidates)
+            choice, table = _without_backtest(predictions, series, candidates, settings.floor)
         else:
             past = history[series]
             past = past[past["date"] < backtest["date"].min()].sort_values("date")["value"].to_numpy()
             scale = mase_scale(past, predictions.season_length(series))
             try:
-                choice, table = choose(backtest, scale, settings.combinations, settings.single_margin, settings.pool)
+                choice, table = choose(backtest, scale, settings.combinations, settings.single_margin, settings.pool,
+                                       settings.floor)  # fmt: skip
             except ValueError as exc:
                 raise InputError(f"{predictions.directory / 'backtests.parquet'}: series {series}: {exc}") from None
             if intervals.calibrate:
@@ -121,14 +122,15 @@ def _candidates(predictions: Predictions, series: str, rows: pd.DataFrame) -> di
 
 
 def _without_backtest(
-    predictions: Predictions, series: str, candidates: dict[str, pd.DataFrame]
+    predictions: Predictions, series: str, candidates: dict[str, pd.DataFrame], floor: tuple[str, ...]
 ) -> tuple[Choice, pd.DataFrame]:
     """No backtest rows (a series too short to backtest): trust modelling's scores, else the median."""
     scores = predictions.scores[
         (predictions.scores["series"] == series) & predictions.scores["model"].isin(candidates)
     ].set_index("model")
     table = scores.drop(columns="series").rename_axis("candidate")
-    finite = table["mase"].dropna()
+    candidates = {m: candidates[m] for m in eligible(candidates, floor)}
+    finite = table.loc[table.index.isin(candidates), "mase"].dropna()
     if not finite.empty:
         best = str(finite.idxmin())
         log.warning("%s: no backtest rows; publishing %s, the best by modelling's scores", series, best)
