@@ -271,7 +271,9 @@ def held_out_markdown(results: dict) -> list[str]:
     lines = [f"Versions: {', '.join(f'{k} {v}' for k, v in versions().items())}", "",
              "Command: `python bench/bench_modelling.py --held-out`. M3 series outside the target sets of "
              "modelling.md; auto_sarima's settings are chosen here, never on the target sets' test part. "
-             "Coverage: share of the test part inside the 80% / 95% intervals.", ""]  # fmt: skip
+             "Coverage: share of the test part inside the 80% / 95% intervals as the functions return them "
+             "(the models' own). The stage then calibrates each model's intervals on its backtests; "
+             "forecasting_held_out.md measures the calibrated ones on the same series.", ""]  # fmt: skip
     for set_name, by_method in results.items():
         lines += [f"## {set_name}", "", "| method | series | MASE | CPU s/series | coverage 80% | coverage 95% |",
                   "|---|---|---|---|---|---|"]  # fmt: skip
