@@ -248,9 +248,10 @@ def covered(rows: pd.DataFrame, level: int) -> pd.Series:
 def test_intervals_are_calibrated_per_frequency_and_model_on_the_backtests(
     three_monthly, tmp_path, predictions, monkeypatch
 ):
-    raw_config = stage_config(tmp_path, "raw.toml", calibrate="false")
+    models = '["auto_sarima", "theta", "seasonal_naive"]'  # ets fits up to 15 models: slow and not needed here
+    raw_config = stage_config(tmp_path, "raw.toml", calibrate="false", models=models)
     assert model("raw", monkeypatch, "--config", raw_config) == EXIT_OK
-    assert model("r1", monkeypatch) == EXIT_OK
+    assert model("r1", monkeypatch, "--config", stage_config(tmp_path, "calibrated.toml", models=models)) == EXIT_OK
     calibration = json.loads((predictions / "r1" / "run.json").read_text())["calibration"]
     assert json.loads((predictions / "raw" / "run.json").read_text())["calibration"] == {}
     # Three monthly series x 3 folds x 18 steps pool into each monthly group; one quarterly series
@@ -286,13 +287,13 @@ def test_intervals_are_calibrated_per_frequency_and_model_on_the_backtests(
 def test_a_reused_series_is_recalibrated_as_if_everything_were_fitted_afresh(
     three_monthly, store, make_monthly, root, tmp_path, predictions, monkeypatch
 ):
-    config = stage_config(tmp_path, "fast.toml", models='["ets", "seasonal_naive"]')
+    config = stage_config(tmp_path, "fast.toml", models='["theta", "seasonal_naive"]')
     assert model("r1", monkeypatch, "--config", config) == EXIT_OK
     store("fred/M0", make_monthly(63, seed=0), "M")  # the other two monthly series are reused
     assert model("r2", monkeypatch, "--config", config) == EXIT_OK
     first = json.loads((predictions / "r1" / "run.json").read_text())["calibration"]["M"]
     second = json.loads((predictions / "r2" / "run.json").read_text())["calibration"]["M"]
-    assert first["ets"]["factors"] != second["ets"]["factors"]  # the pool changed with fred/M0
+    assert first["theta"]["factors"] != second["theta"]["factors"]  # the pool changed with fred/M0
     (predictions / "LATEST").unlink()  # from scratch: nothing to reuse
     assert model("fresh", monkeypatch, "--config", config) == EXIT_OK
     for name in ("forecasts", "backtests", "scores"):
@@ -303,16 +304,19 @@ def test_a_reused_series_is_recalibrated_as_if_everything_were_fitted_afresh(
         pd.testing.assert_frame_equal(reused.reset_index(drop=True), fresh.reset_index(drop=True), rtol=1e-9)
 
 
-def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, store, make_monthly, predictions,
-                                                                   monkeypatch, capsys):  # fmt: skip
-    assert model("r1", monkeypatch) == EXIT_OK
+def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, store, make_monthly, tmp_path,
+                                                                   predictions, monkeypatch, capsys):  # fmt: skip
+    config = stage_config(tmp_path, "fast.toml", models='["theta", "seasonal_naive"]')
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
     meta_path = predictions / "r1" / "run.json"
     meta = json.loads(meta_path.read_text())
-    meta["calibration"] = {"M": {"ets": {"factors": {"80": "wide"}}}}
+    meta["calibration"] = {"M": {"theta": {"factors": {"80": "wide"}}}}
     meta_path.write_text(json.dumps(meta))
     store("fred/SALES", make_monthly(63), "M")
     capsys.readouterr()
-    assert model("r2", monkeypatch) == EXIT_OK
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
     err = capsys.readouterr().err
-    assert "run r1: run.json: calibration.M.ets.factors.80: not a positive number; every series is fitted again" in err
+    assert (
+        "run r1: run.json: calibration.M.theta.factors.80: not a positive number; every series is fitted again" in err
+    )
     assert "2 series: 2 to fit, 0 unchanged" in err
