@@ -320,3 +320,22 @@ def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, st
         "run r1: run.json: calibration.M.theta.factors.80: not a positive number; every series is fitted again" in err
     )
     assert "2 series: 2 to fit, 0 unchanged" in err
+
+
+@pytest.mark.parametrize(
+    ("replace", "message"),
+    [
+        (("calibrate = true", 'calibrate = "yes"'), "intervals.calibrate: expected bool, got 'yes'"),
+        (("min_points = 40", "min_points = 0"), "intervals.min_points: expected a positive integer, got 0"),
+        (("[intervals]", "[interval_settings]"), "intervals: missing"),
+    ],
+)
+def test_a_bad_intervals_setting_names_the_key_and_the_file(
+    two_series, tmp_path, monkeypatch, capsys, replace, message
+):
+    from modelling._config import default_config_path
+
+    config = tmp_path / "bad.toml"
+    config.write_text(default_config_path().read_text().replace(*replace))
+    assert model("r1", monkeypatch, "--config", str(config)) == EXIT_CONFIG
+    assert f"{config}: {message}" in capsys.readouterr().err
