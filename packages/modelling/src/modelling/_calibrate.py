@@ -74,24 +74,20 @@ def conformity_scores(backtest: pd.DataFrame, level: int) -> np.ndarray:
 
 def calibrate(backtest: pd.DataFrame, min_points: int = 40, levels: tuple[int, ...] = LEVELS) -> Calibration:
     """The interval factors from one model's backtests over a group of series (see the module doc)."""
-    factors, before, after = {}, {}, {}
-    points = 0
-    for level in sorted(levels):
-        scores = conformity_scores(backtest, level)
-        points = len(scores)
-        factor = 1.0
+    scores = {level: conformity_scores(backtest, level) for level in sorted(levels)}
+    points = len(next(iter(scores.values())))  # the same backtest rows at every level
+    factors = {}
+    for level, level_scores in scores.items():
+        factors[level] = 1.0
         if points >= max(min_points, 1):
             rank = min(math.ceil((points + 1) * level / 100.0), points)
-            quantile = float(np.sort(scores)[rank - 1])
+            quantile = float(np.sort(level_scores)[rank - 1])
             if np.isfinite(quantile) and quantile > 0:
-                factor = quantile
-        factors[level] = factor
-        before[level] = float(np.mean(scores <= 1.0)) if points else math.nan
-    for narrow, wide in pairwise(sorted(levels)):
+                factors[level] = quantile
+    for narrow, wide in pairwise(scores):
         factors[wide] = max(factors[wide], factors[narrow])
-    for level in levels:
-        scores = conformity_scores(backtest, level)
-        after[level] = float(np.mean(scores <= factors[level])) if len(scores) else math.nan
+    before = {level: float(np.mean(s <= 1.0)) if points else math.nan for level, s in scores.items()}
+    after = {level: float(np.mean(s <= factors[level])) if points else math.nan for level, s in scores.items()}
     return Calibration(factors=factors, points=points, coverage_before=before, coverage_after=after)
 
 
