@@ -167,9 +167,10 @@ def calibrate_candidates(series: list[dict], spec: dict, fits: dict) -> tuple[di
         tested = [s for s in series if isinstance(fits.get((s["id"], c, len(s["x"]))), np.ndarray)]
         report[c] = {"factors": {f"{k}%": round(v, 3) for k, v in factors[c].items()}}
         for name, source in (("model", fits), ("calibrated", calibrated)):
-            for level, (lo, hi) in ((80, (1, 2)), (95, (3, 4))):
-                hits = [np.mean((s["xx"] >= source[(s["id"], c, len(s["x"]))][:, lo])
-                                & (s["xx"] <= source[(s["id"], c, len(s["x"]))][:, hi])) for s in tested]  # fmt: skip
+            for level in (80, 95):
+                lo, hi = VALUES.index(f"lo{level}"), VALUES.index(f"hi{level}")
+                tests = [(s["xx"], source[(s["id"], c, len(s["x"]))]) for s in tested]
+                hits = [np.mean((actual >= values[:, lo]) & (actual <= values[:, hi])) for actual, values in tests]
                 report[c][f"coverage{level}_{name}"] = float(np.mean(hits))
     return calibrated, report
 
