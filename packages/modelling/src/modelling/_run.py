@@ -118,11 +118,12 @@ def run(
     by_name = {p.ref.name: p for p in planned}
     frequency = {name: p.ref.frequency for name, p in by_name.items()}
     if reuse:
+        recorded = read_factors(previous.get("calibration", {}))  # checked by _reusable
         for name in FILES:
             frame = pd.read_parquet(predictions / previous["run_id"] / f"{name}.parquet")
             frame = frame[frame["series"].isin(reuse)]
             if name in CALIBRATED:  # back on the models' own intervals, to be pooled with the new fits
-                frame = rescale_groups(frame, frequency, read_factors(previous.get("calibration", {})), undo=True)
+                frame = rescale_groups(frame, frequency, recorded, undo=True)
             parts[name].append(frame)
     for outcome in outcomes:
         planned_series = by_name[outcome.name]
