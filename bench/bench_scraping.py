@@ -286,7 +286,7 @@ def main() -> None:
         "On bare loopback there is no network to hide the stage's own work, and all of it is CPU in one process",
         "under one GIL: parsing the answers (XML in FRED's layout: pyarrow's string kernels; JSON: pyarrow's",
         "reader), converting whole columns, pandas and Parquet per series, the writer threads' file handling.",
-        "The fetch thread (answers up to 8 series ahead) overlaps that work with the server's and with waits on",
+        "The fetch thread (answers up to 64 MiB ahead) overlaps that work with the server's and with waits on",
         "the network, not with its own HTTP handling, which needs the GIL too; each return from a kernel that ran",
         "outside the GIL waits for the fetch thread to hand it back.",
         "",

@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import socket
+import threading
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from fake_servers import VALID_KEY, FakeServer, Fault, monthly
 from scraping import StoreError, load_config, run
+from scraping._run import _ReadAhead
 from support import manifest, snapshot, stored, write_config
 
 
@@ -396,6 +398,50 @@ def test_a_file_that_cannot_be_written_stops_the_run_and_is_neither_reported_nor
     assert sorted(p.name for p in (project / "fred").iterdir()) == sorted(
         ["CPIAUCSL.parquet", *(Path(e["file"]).name for e in series.values())]
     )
+
+
+def test_a_read_ahead_limit_below_one_answer_still_fetches_and_stores_every_series_in_order(
+    tmp_path, project, server, monkeypatch
+):
+    monkeypatch.setattr("scraping._run.FETCH_AHEAD_BYTES", 1)  # each answer waits until the last is stored
+
+    report = fresh_run(tmp_path)
+
+    assert [r.describe() for r in report.results] == ["updated (+24 rows)", "updated (+24 rows)", "updated (+12 rows)"]
+    assert [(r.path, r.params["series_id"]) for r in server.requests] == [
+        (path, sid) for sid in ("UNRATE", "CPIAUCSL", "GDP") for path in ("/fred/series", "/fred/series/observations")
+    ]
+    assert set(manifest(project)["series"]) == {"fred/UNRATE", "fred/CPIAUCSL", "fred/GDP"}
+
+
+def test_the_fetch_thread_waits_while_the_answers_ahead_fill_the_limit():
+    ahead = _ReadAhead(100)
+    ahead.hold(60)
+    assert ahead.wait_for_room()  # under the limit: at once
+    ahead.hold(60)
+    answered: list[bool] = []
+    waiter = threading.Thread(target=lambda: answered.append(ahead.wait_for_room()))
+    waiter.start()
+    waiter.join(0.2)
+    assert waiter.is_alive() and answered == []  # 120 bytes held, over the limit of 100
+
+    ahead.release(60)
+
+    waiter.join(5)
+    assert answered == [True]
+
+
+def test_stopping_the_read_ahead_wakes_the_waiting_fetch_thread_with_no_room():
+    ahead = _ReadAhead(100)
+    ahead.hold(100)
+    answered: list[bool] = []
+    waiter = threading.Thread(target=lambda: answered.append(ahead.wait_for_room()))
+    waiter.start()
+
+    ahead.stop()
+
+    waiter.join(5)
+    assert answered == [False]
 
 
 def test_rate_limiter_spaces_every_request_of_the_run(tmp_path, project, server):

@@ -8,9 +8,10 @@ A series that fails keeps its previous good file; the others go on.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -33,10 +34,11 @@ if TYPE_CHECKING:
 # nothing new (what a second `make run` does on a fresh machine) then starts in a fraction of a second.
 
 log = logging.getLogger(__name__)
-# Series whose answers may be fetched (or being fetched) while one is parsed and stored. A deep
-# queue lets the fetch thread bank the time it gains on short series for the long ones, where the
-# server is slower than the parsing; each waiting answer is a body in memory (up to ~10 MB).
-FETCH_AHEAD = 8
+# Memory that the series fetched ahead of the parsing may hold (their answers and stored frames).
+# Counted in bytes, not series, because series differ a hundredfold in size (FRED's longest daily
+# answers are ~2 MB): the fetch thread runs ahead as far as this allows and, against a fast server,
+# is done before the parsing is, instead of taking turns with it for the GIL.
+FETCH_AHEAD_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -173,31 +175,68 @@ class _FredAnswer:
     entry: dict
     body: bytes | None
 
+    @property
+    def size(self) -> int:
+        """Bytes it holds in memory."""
+        stored = int(self.stored.frame.memory_usage(index=False).sum()) if self.stored is not None else 0
+        return stored + len(self.body or b"")
+
 
 def _fred_series(
     store: Store, fred: FredSource, ids: Iterable[str], lookback_days: int, record: Callable[[SeriesResult], None]
 ) -> None:
-    """Every FRED series in order. One thread fetches the answers up to FETCH_AHEAD series ahead while
-    this one parses and stores, so that the stage's CPU time overlaps the network's. The requests are
-    still made one at a time, in series order, through the one rate limiter."""
-    todo = iter(ids)
-    ahead: deque[tuple[str, Future[_FredAnswer]]] = deque()
+    """Every FRED series in order. One thread fetches the answers, up to FETCH_AHEAD_BYTES ahead,
+    while this one parses and stores, so that the stage's CPU time overlaps the network's. The
+    requests are still made one at a time, in series order, through the one rate limiter."""
+    ahead = _ReadAhead(FETCH_AHEAD_BYTES)
     fetching = ThreadPoolExecutor(1, thread_name_prefix="scraping-fetch")
 
-    def fetch_next() -> None:
-        series_id = next(todo, None)
-        if series_id is not None:
-            ahead.append((series_id, fetching.submit(_fred_fetch, store, fred, series_id, lookback_days)))
+    def fetch(series_id: str) -> _FredAnswer:
+        if not ahead.wait_for_room():
+            raise CancelledError  # the run stopped: nothing more is fetched
+        answer = _fred_fetch(store, fred, series_id, lookback_days)
+        ahead.hold(answer.size)
+        return answer
 
     try:
-        for _ in range(FETCH_AHEAD):
-            fetch_next()
-        while ahead:
-            series_id, answer = ahead.popleft()
-            fetch_next()
+        answers = [(series_id, fetching.submit(fetch, series_id)) for series_id in ids]
+        for series_id, answer in answers:
             record(_guard(f"fred/{series_id}", _fred_store, store, fred, series_id, answer))
+            if answer.exception() is None:
+                ahead.release(answer.result().size)
     finally:
+        ahead.stop()
         fetching.shutdown(cancel_futures=True)
+
+
+class _ReadAhead:
+    """The memory held by series fetched and not yet stored, and the limit the fetch thread waits under."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._held = 0
+        self._stopped = False
+        self._changed = threading.Condition()
+
+    def wait_for_room(self) -> bool:
+        """Wait until the memory held is under the limit; False if the run stopped meanwhile."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._held < self._limit or self._stopped)
+            return not self._stopped
+
+    def hold(self, size: int) -> None:
+        with self._changed:
+            self._held += size
+
+    def release(self, size: int) -> None:
+        with self._changed:
+            self._held -= size
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
 
 
 def _fred_fetch(store: Store, fred: FredSource, series_id: str, lookback_days: int) -> _FredAnswer:
