@@ -52,6 +52,20 @@ def test_macrodata_gdp_gets_a_differenced_model_and_a_plausible_forecast(macro):
     assert result.index[0] == pd.Timestamp("2009-10-01")
 
 
+def test_a_quarterly_search_never_picks_a_lag_in_both_polynomials(macro):
+    # On the T-bill rate the search used to reach q=4 with Q=1, which SARIMAX refuses ("moving
+    # average lag(s) {4} are in both the seasonal and non-seasonal moving average components"),
+    # and the series fell back to seasonal naive.
+    frame = macro("tbilrate")
+
+    result = auto_sarima(frame["value"].to_numpy(), 4, 8)
+
+    assert result.attrs["fallback"] is None
+    p, _, q = result.attrs["order"]
+    P, _, Q, m = result.attrs["seasonal_order"]
+    assert not (P and p >= m) and not (Q and q >= m)
+
+
 def test_short_series_falls_back_to_seasonal_naive_and_says_why():
     y = np.array([1.0, 2, 3, 4, 1, 2, 3])
     result = auto_sarima(y, 4, 4)

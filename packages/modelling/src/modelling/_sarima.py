@@ -152,7 +152,7 @@ def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> _c
 
     def evaluate(spec: _css.Spec) -> _css.CssFit | None:
         if spec not in fits:
-            fits[spec] = _css.fit(w, spec, m)
+            fits[spec] = None if _lag_in_both(spec, m) else _css.fit(w, spec, m)
         return fits[spec]
 
     c = allow_constant
@@ -175,6 +175,16 @@ def _stepwise(w: np.ndarray, m: int, seasonal: bool, allow_constant: bool) -> _c
                 best, improved = candidate, True
                 break
     return best
+
+
+def _lag_in_both(spec: _css.Spec, m: int) -> bool:
+    """Whether the non-seasonal and the seasonal polynomial share a lag (p >= m with P, or q >= m with Q).
+
+    The CSS fit multiplies the polynomials out, as R does, but statsmodels' SARIMAX refuses such a
+    model, so the exact fit would fail and the series fall back to seasonal naive. Possible where the
+    season is at most MAX_P or MAX_Q long (quarterly, business-daily): the search leaves them out.
+    """
+    return (spec.P > 0 and spec.p >= m) or (spec.Q > 0 and spec.q >= m)
 
 
 def _neighbours(spec: _css.Spec, seasonal: bool, allow_constant: bool) -> Iterator[_css.Spec]:
