@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 from storage_links import data_dir
@@ -175,7 +176,7 @@ class _FredAnswer:
     entry: dict
     body: bytes | None
 
-    @property
+    @cached_property  # read when the answer is held and again when it is released
     def size(self) -> int:
         """Bytes it holds in memory."""
         stored = int(self.stored.frame.memory_usage(index=False).sum()) if self.stored is not None else 0
