@@ -17,6 +17,7 @@ def write_config(
     rate: float = 0,
     timeout: float = 2.0,
     retries: int = 2,
+    max_backoff: float = 1.0,
     extra: str = "",
 ) -> Path:
     """A series list with tiny backoffs so retry tests stay fast."""
@@ -28,7 +29,7 @@ requests_per_second = {rate}
 timeout_s = {timeout}
 max_retries = {retries}
 backoff_s = 0.01
-max_backoff_s = 1.0
+max_backoff_s = {max_backoff}
 
 [fred]
 format = "{fmt}"

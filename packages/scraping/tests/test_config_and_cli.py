@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,6 +114,36 @@ def test_rerun_says_unchanged_per_series(tmp_path, project, server, capsys):
 
     err = capsys.readouterr().err
     assert "scraping: fred/GDP: unchanged\n" in err and "1 series: 1 unchanged; 1 request; 0 files written" in err
+
+
+def test_sigterm_while_a_retry_waits_stops_at_once_and_keeps_what_landed(tmp_path, project, server):
+    server.script("UNRATE", Fault(status=503, headers={"Retry-After": "60"}))
+    config = write_config(tmp_path, series=("GDP", "UNRATE", "CPIAUCSL"), max_backoff=120)
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "scraping", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # Stop it (as `docker stop` does) once GDP's file has landed and UNRATE's retry has begun to wait.
+        for _ in range(3000):
+            if (project / "fred/GDP.parquet").exists() and server.requests_to("/fred/series")[1:]:
+                break
+            assert stage.poll() is None, stage.communicate()[1]
+            time.sleep(0.01)
+        stage.send_signal(signal.SIGTERM)
+        err = stage.communicate(timeout=30)[1]  # well under the 60 s the retry would wait
+    finally:
+        stage.kill()
+
+    assert stage.returncode == 143, err
+    assert err.endswith(
+        "scraping: stopped by SIGTERM: the series stored so far are kept; the next run fetches the rest\n"
+    )
+    assert "scraping: fred/GDP: updated (+12 rows)\n" in err and "Traceback" not in err
+    entries = manifest(project)["series"]
+    assert list(entries) == ["fred/GDP"]
+    digest = hashlib.sha256((project / "fred/GDP.parquet").read_bytes()).hexdigest()
+    assert entries["fred/GDP"]["content_hash"] == f"sha256:{digest}"
+    assert [r.params["series_id"] for r in server.requests_to("/fred/series")] == ["GDP", "UNRATE"]  # no retry
 
 
 def test_series_option_is_validated(project, capsys):

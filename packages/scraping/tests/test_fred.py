@@ -15,6 +15,9 @@ import numpy as np
 import pytest
 from fake_servers import VALID_KEY, FakeServer, Fault, monthly
 from scraping import StoreError, load_config, run
+from scraping._config import HttpSettings
+from scraping._errors import Stopped
+from scraping._http import Fetcher
 from scraping._run import _ReadAhead
 from support import manifest, snapshot, stored, write_config
 
@@ -442,6 +445,33 @@ def test_stopping_the_read_ahead_wakes_the_waiting_fetch_thread_with_no_room():
 
     waiter.join(5)
     assert answered == [False]
+
+
+def test_stopping_the_fetcher_ends_a_retry_wait_at_once_and_makes_no_more_requests(server):
+    server.script("GDP", Fault(status=503, headers={"Retry-After": "60"}))
+    settings = HttpSettings(requests_per_second=0, timeout_s=5, max_retries=2, backoff_s=0.01, max_backoff_s=120)
+    fetcher = Fetcher(settings)
+    outcome: list[str] = []
+
+    def get() -> None:
+        try:
+            fetcher.get(f"{server.url}/fred/series?series_id=GDP", {"api_key": VALID_KEY}, what="FRED series GDP")
+        except Stopped as exc:
+            outcome.append(str(exc))
+
+    getter = threading.Thread(target=get)
+    getter.start()
+    for _ in range(1000):  # until the 503 has been answered; the retry then waits 60 s
+        if server.requests:
+            break
+        getter.join(0.01)
+
+    fetcher.stop()
+
+    getter.join(20)  # well under the 60 s the retry would wait
+    fetcher.close()
+    assert not getter.is_alive() and outcome == ["FRED series GDP: the run stopped"]
+    assert len(server.requests) == 1
 
 
 def test_rate_limiter_spaces_every_request_of_the_run(tmp_path, project, server):

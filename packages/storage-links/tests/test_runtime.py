@@ -1,13 +1,25 @@
-"""Run-time helpers the stages share: run ids, atomic writes, logging, progress."""
+"""Run-time helpers the stages share: run ids, atomic writes, logging, progress, stopping on signals."""
 
 from __future__ import annotations
 
 import io
 import logging
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
-from storage_links import LOG_LEVELS, Progress, atomic_path, atomic_write, configure_logging, run_id
+from storage_links import (
+    LOG_LEVELS,
+    Interrupted,
+    Progress,
+    atomic_path,
+    atomic_write,
+    configure_logging,
+    run_id,
+    stop_on_signals,
+)
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -124,3 +136,38 @@ def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
     plain = tmp_path / "plain"
     plain.write_text("x")
     assert (tmp_path / "report.html").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_in_the_block_raises_interrupted_and_the_handlers_come_back(signum, exit_code):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    cleaned_up = False
+    with pytest.raises(Interrupted) as caught, stop_on_signals():
+        try:
+            signal.raise_signal(signum)
+        finally:
+            cleaned_up = True
+    assert cleaned_up
+    assert caught.value.signum == signum and caught.value.exit_code == exit_code
+    assert str(caught.value) == signal.Signals(signum).name
+    assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_second_signal_ends_the_process_at_once_and_an_ignored_one_stays_ignored():
+    # In a child process: the second SIGTERM must kill it, which the test process cannot survive.
+    script = """
+import signal, sys
+from storage_links import Interrupted, stop_on_signals
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+with stop_on_signals():
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    try:
+        signal.raise_signal(signal.SIGTERM)
+    except Interrupted:
+        print("first: clean-up runs", flush=True)
+        signal.raise_signal(signal.SIGTERM)
+        print("second: survived")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.stdout == "first: clean-up runs\n", done.stderr
+    assert done.returncode == -signal.SIGTERM

@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from storage_links import LOG_LEVELS, StorageLinksError, configure_logging, run_id
+from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
 from scraping._config import default_config_path, load_config, parse_series_ids
 from scraping._errors import ConfigError, StoreError
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
             "sources' host roots; PIPELINE_PROFILE=local|prod. Without a key the local profile runs offline and "
             "stores the bundled statsmodels macrodata dataset; prod refuses to. "
             f"Exit codes: {EXIT_OK} all good, {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
-            f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error."
+            f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, "
+            "130 / 143 stopped by Ctrl-C / SIGTERM (what was stored is kept)."
         ),
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -49,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        with stop_on_signals():
+            return _run(args)
+    except Interrupted as exc:
+        # run() has waited for the writes in flight and saved the manifest of what landed.
+        log.error("stopped by %s: the series stored so far are kept; the next run fetches the rest", exc)
+        return exc.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         log_file = configure_logging("scraping", args.log_level, run_id())
     except (StorageLinksError, OSError) as exc:

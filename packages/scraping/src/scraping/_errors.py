@@ -18,6 +18,10 @@ class StoreError(ScrapingError):
     """scraped_data/ cannot be read or written (a corrupt manifest, a full disk)."""
 
 
+class Stopped(ScrapingError):
+    """The run was stopped (Ctrl-C, SIGTERM) while a request waited for the rate limiter or a retry."""
+
+
 class SourceError(ScrapingError):
     """One series could not be fetched; the run goes on with the others."""
 

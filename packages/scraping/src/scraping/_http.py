@@ -18,7 +18,7 @@ from urllib.parse import urlencode
 import httpx
 
 from scraping._config import HttpSettings
-from scraping._errors import RequestRejected, RetriesExhausted
+from scraping._errors import RequestRejected, RetriesExhausted, Stopped
 
 log = logging.getLogger(__name__)
 REDACTED = "***"
@@ -36,15 +36,15 @@ class RateLimiter:
         self._next = 0.0
         self._lock = threading.Lock()
 
-    def wait(self) -> None:
+    def delay(self) -> float:
+        """Seconds until the caller's turn, which is booked for it."""
         if not self._interval:
-            return
+            return 0.0
         with self._lock:
             now = time.monotonic()
             start = max(now, self._next)
             self._next = start + self._interval
-        if start > now:
-            time.sleep(start - now)
+        return start - now
 
 
 class Fetcher:
@@ -67,9 +67,23 @@ class Fetcher:
             headers={"User-Agent": USER_AGENT},
         )
         self.requests = 0  # every attempt, retries included: the run reports it
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Make every wait for the rate limiter or a retry, now or later, raise Stopped (from any thread).
+
+        A request already under way is not cut short: it ends within the timeout.
+        """
+        self._stopped.set()
 
     def close(self) -> None:
         self._client.close()
+
+    def _pause(self, seconds: float, what: str) -> None:
+        """Wait `seconds`; Stopped if the run stops meanwhile or already has."""
+        stopped = self._stopped.wait(seconds) if seconds > 0 else self._stopped.is_set()
+        if stopped:
+            raise Stopped(f"{what}: the run stopped")
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
@@ -89,7 +103,7 @@ class Fetcher:
         # httpx replaces (not extends) a URL's query when given params, and fredapi builds queries itself.
         target = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}" if params else url
         for attempt in range(attempts):
-            self._limiter.wait()
+            self._pause(self._limiter.delay(), what)
             self.requests += 1
             retry_after = None
             try:
@@ -116,7 +130,7 @@ class Fetcher:
                 reason += f"; asked to retry after {retry_after:g}s, more than http.max_backoff_s"
                 break
             log.info("%s: %s; retry %d/%d in %.2fs", what, self.redact(reason), attempt + 1, attempts - 1, delay)
-            time.sleep(delay)
+            self._pause(delay, what)
         tries = f"{attempt + 1} attempt{'' if attempt == 0 else 's'}"
         raise RetriesExhausted(self.redact(f"{what}: {reason} (gave up after {tries})"))
 

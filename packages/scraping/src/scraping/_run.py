@@ -139,13 +139,18 @@ def run(
             for series_id in ids:
                 record(_plan(store, f"fred/{series_id}"))
         else:
-            _fred_series(store, fred, ids, config.fred.revision_lookback_days, record)
+            _fred_series(store, fred, fetcher, ids, config.fred.revision_lookback_days, record)
         if config.treasury.enabled and not only:
             if dry_run:
                 record(_plan(store, _treasury.KEY))
             else:
                 record(_guard(_treasury.KEY, _treasury_curve, store, fetcher, config))
         hand_on(wait=True)
+    except KeyboardInterrupt:  # stopped (Ctrl-C, SIGTERM): the series whose files did land are reported too
+        if not dry_run:
+            store.save_manifest()
+            hand_on(wait=False)
+        raise
     finally:
         fetcher.close()
         if not dry_run:
@@ -184,11 +189,17 @@ class _FredAnswer:
 
 
 def _fred_series(
-    store: Store, fred: FredSource, ids: Iterable[str], lookback_days: int, record: Callable[[SeriesResult], None]
+    store: Store,
+    fred: FredSource,
+    fetcher: Fetcher,
+    ids: Iterable[str],
+    lookback_days: int,
+    record: Callable[[SeriesResult], None],
 ) -> None:
     """Every FRED series in order. One thread fetches the answers, up to FETCH_AHEAD_BYTES ahead,
     while this one parses and stores, so that the stage's CPU time overlaps the network's. The
-    requests are still made one at a time, in series order, through the one rate limiter."""
+    requests are still made one at a time, in series order, through the one rate limiter.
+    If this thread stops early (a signal, a failed write), the fetch thread's waits end at once."""
     ahead = _ReadAhead(FETCH_AHEAD_BYTES)
     fetching = ThreadPoolExecutor(1, thread_name_prefix="scraping-fetch")
 
@@ -205,6 +216,9 @@ def _fred_series(
             record(_guard(f"fred/{series_id}", _fred_store, store, fred, series_id, answer))
             if answer.exception() is None:
                 ahead.release(answer.result().size)
+    except BaseException:
+        fetcher.stop()  # a retry's wait (up to http.max_backoff_s) would hold up the clean-up below
+        raise
     finally:
         ahead.stop()
         fetching.shutdown(cancel_futures=True)

@@ -1,7 +1,7 @@
 """storage_links: the project's data-directory contracts and the symlinks onto the share.
 
 Stages ask `data_dir(package, name)` for their directories and use the run-time
-helpers (run id, atomic writes, logging, progress) so they behave alike.
+helpers (run id, atomic writes, logging, progress, stopping on signals) so they behave alike.
 
 Names are imported on first use (PEP 562), so that `storage-links validate`, which
 imports this package first, does not pay for pathlib, logging or tomllib.
@@ -25,11 +25,13 @@ _SOURCES = {
     "StorageLinksError": "_errors",
     "ValidationError": "_errors",
     "LOG_LEVELS": "_runtime",
+    "Interrupted": "_runtime",
     "Progress": "_runtime",
     "atomic_path": "_runtime",
     "atomic_write": "_runtime",
     "configure_logging": "_runtime",
     "run_id": "_runtime",
+    "stop_on_signals": "_runtime",
     "lazy_exports": "_lazy",
 }
 
@@ -37,6 +39,7 @@ __all__ = [
     "LOG_LEVELS",
     "ConflictError",
     "ContractError",
+    "Interrupted",
     "Link",
     "LockHeldError",
     "Progress",
@@ -53,6 +56,7 @@ __all__ = [
     "project_root",
     "run_id",
     "share_root",
+    "stop_on_signals",
 ]
 
 
@@ -69,4 +73,13 @@ if TYPE_CHECKING:
         StorageLinksError,
         ValidationError,
     )
-    from storage_links._runtime import LOG_LEVELS, Progress, atomic_path, atomic_write, configure_logging, run_id
+    from storage_links._runtime import (
+        LOG_LEVELS,
+        Interrupted,
+        Progress,
+        atomic_path,
+        atomic_write,
+        configure_logging,
+        run_id,
+        stop_on_signals,
+    )

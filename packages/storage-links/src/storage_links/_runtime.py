@@ -1,4 +1,4 @@
-"""What every stage shares at run time: the run id, atomic writes, logging and progress.
+"""What every stage shares at run time: the run id, atomic writes, logging, progress and stopping.
 
 It lives here because every stage may import storage_links and nothing else of
 the project; keeping it in one place keeps the stages' behaviour the same.
@@ -11,9 +11,11 @@ import errno
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,3 +207,48 @@ class Progress:
             if self.done == self.total:
                 self.stream.write("\n")
             self.stream.flush()
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop: Ctrl-C (SIGINT), or SIGTERM from `docker stop` or a stopped Azure container."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum  # the shell's convention: 130 after Ctrl-C, 143 after SIGTERM
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block, the first SIGINT or SIGTERM raises `Interrupted` in the main thread.
+
+    Python's default for SIGTERM ends the process at once, so a stage stopped with the container
+    would skip its clean-up (writes in flight, the manifest of what did land); raised as an
+    exception, it runs the same clean-up as Ctrl-C. A second signal ends the process at once, as
+    a user pressing Ctrl-C again expects. A signal ignored at start (a background job of a
+    non-interactive shell) stays ignored, and the previous handlers come back after the block.
+    Outside the main thread, where handlers cannot be set, the block runs as it is.
+    """
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    for signum, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _interrupt)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    for other in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(other) is _interrupt:
+            signal.signal(other, signal.SIG_DFL)
+    raise Interrupted(signum)
