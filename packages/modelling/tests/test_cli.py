@@ -2,8 +2,11 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,6 +122,46 @@ def test_cached_parameters_are_used_for_an_unchanged_series(two_series, root, pr
     monkeypatch.setattr(_cache, "lookup", lambda *a: calls.append(r := original(*a)) or r)
     assert model("r2", monkeypatch) == EXIT_OK
     assert [hit.kind for hit in calls] == ["same", "same"]
+
+
+def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_from_them(
+    store, make_monthly, root, predictions, tmp_path, monkeypatch
+):
+    for k in range(40):
+        store(f"fred/S{k:02d}", make_monthly(120, seed=k), "M")
+    config = tmp_path / "quick.toml"
+    text = (Path(__file__).parents[1] / "config" / "modelling.toml").read_text()
+    config.write_text(text.replace('models = ["auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive"]',
+                                   'models = ["auto_sarima"]').replace("folds = 3", "folds = 0"))  # fmt: skip
+    cache = root / "packages" / "modelling" / "cache" / "sarima_params"
+    command = [sys.executable, "-m", "modelling", "run", "--jobs", "2", "--config", str(config)]
+    env = {**os.environ, "PIPELINE_RUN_ID": "stopped"}
+    stage = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        while not list(cache.glob("*.json")):  # stopped (as by `docker stop`) once a first fit is cached
+            assert stage.poll() is None, stage.communicate()[1]
+            time.sleep(0.01)
+        stage.send_signal(signal.SIGTERM)
+        err = stage.communicate(timeout=120)[1]
+    finally:
+        stage.kill()
+
+    assert stage.returncode == 143, err
+    assert err.endswith("modelling: stopped by SIGTERM: the fits finished so far are cached for the next run; "
+                        "LATEST still names the last complete run\n")  # fmt: skip
+    assert "Traceback" not in err
+    cached = sorted(cache.glob("*.json"))
+    assert 1 <= len(cached) < 40  # the fits not started were dropped
+    assert all(json.loads(p.read_text())["choice"]["params"] for p in cached)
+    assert not (predictions / "LATEST").exists() and not list(predictions.glob("*/run.json"))
+
+    from modelling import _cache
+
+    hits = []
+    original = _cache.lookup
+    monkeypatch.setattr(_cache, "lookup", lambda *a: hits.append(r := original(*a)) or r)
+    assert main(["run", "--jobs", "2", "--config", str(config)]) == EXIT_OK
+    assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
 
 
 def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(two_series, root, monkeypatch, capsys):

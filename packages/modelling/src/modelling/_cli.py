@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from storage_links import LOG_LEVELS, StorageLinksError, configure_logging, run_id
+from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
 from modelling._config import default_config_path, load_config
 from modelling._errors import ConfigError, InputError, ModellingError, OutputError
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit auto-SARIMA, ETS, Theta and seasonal naive to every series in scraped_data/; "
         "write forecasts, backtests and scores to predictions/<run_id>/.",
         epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
-        f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, {EXIT_INPUT} no usable input.",
+        f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, {EXIT_INPUT} no usable input, "
+        "130 / 143 stopped by Ctrl-C / SIGTERM (finished fits stay cached).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="model every stored series (incrementally)")
@@ -63,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"modelling: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        report = run(load_config(args.config), run_name, jobs=args.jobs, only=args.series,
-                     dry_run=args.dry_run, level=args.log_level)  # fmt: skip
+        with stop_on_signals():
+            report = run(load_config(args.config), run_name, jobs=args.jobs, only=args.series,
+                         dry_run=args.dry_run, level=args.log_level)  # fmt: skip
+    except Interrupted as exc:
+        log.error("stopped by %s: the fits finished so far are cached for the next run; "
+                  "LATEST still names the last complete run", exc)  # fmt: skip
+        return exc.exit_code
     except ModellingError as exc:
         log.error("%s", exc)
         return EXIT_CODES.get(type(exc), EXIT_CONFIG)

@@ -11,6 +11,8 @@ import json
 import logging
 import math
 import os
+import signal
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -111,11 +113,22 @@ def run(
     from modelling import _cache
     from modelling._calibrate import read_factors, rescale_groups
 
+    by_name = {p.ref.name: p for p in planned}
+
+    def cache(outcome: Outcome) -> None:
+        # As each fit arrives, not after all of them: a run that is stopped or killed halfway
+        # leaves the fits it finished for the next run to start from.
+        if outcome.error or outcome.choice is None:
+            return
+        try:
+            _cache.store(cache_dir, outcome.name, by_name[outcome.name].series, config_fp, outcome.choice)
+        except OSError as exc:
+            log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
+
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
-    outcomes = _fit_all(tasks, jobs, level)
+    outcomes = _fit_all(tasks, jobs, level, cache)
     report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FILES}
-    by_name = {p.ref.name: p for p in planned}
     frequency = {name: p.ref.frequency for name, p in by_name.items()}
     if reuse:
         recorded = read_factors(previous.get("calibration", {}))  # checked by _reusable
@@ -135,11 +148,6 @@ def run(
             log.info("%s: %s", outcome.name, note)
         report.fitted.append(outcome.name)
         _collect(parts, outcome, planned_series.series)
-        if outcome.choice is not None:
-            try:
-                _cache.store(cache_dir, outcome.name, planned_series.series, config_fp, outcome.choice)
-            except OSError as exc:
-                log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
     modelled = set(report.fitted) | set(report.reused)
     if not modelled:
         raise InputError("every series failed; nothing written (see the messages above)")
@@ -216,30 +224,49 @@ def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> 
     )
 
 
-def _single_threaded_blas() -> None:
+def _start_worker() -> None:
     # Parallelism is one process per CPU; a multi-threaded BLAS inside each fights over the same
     # cores and, on these models' small matrices, spins more than it computes (measured: 4x the CPU
     # time per series).
     threadpool_limits(1)
+    # Ctrl-C reaches every process of the terminal's group; the parent alone decides what stops
+    # (the workers would otherwise each print a traceback and break the pool).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _fit_all(tasks: list[Task], jobs: int | None, level: str) -> list[Outcome]:
+def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
+    """Every task's outcome, in the order they finish; `on_outcome` is called on each as it arrives."""
     from modelling._fit import fit_series
 
     progress = Progress(len(tasks), "modelling", level)
     outcomes = []
+
+    def arrived(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        on_outcome(outcome)
+        progress.step(outcome.name, "failed" if outcome.error else "ok")
+
     jobs = max(1, jobs or os.cpu_count() or 1)
     if jobs == 1 or len(tasks) <= 1:
         with threadpool_limits(1):
             for task in tasks:
-                outcomes.append(fit_series(task))
-                progress.step(task.name, "failed" if outcomes[-1].error else "ok")
+                arrived(fit_series(task))
         return outcomes
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_single_threaded_blas) as pool:
-        futures = {pool.submit(fit_series, task): task.name for task in tasks}
-        for future in as_completed(futures):
-            outcomes.append(future.result())
-            progress.step(futures[future], "failed" if outcomes[-1].error else "ok")
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_start_worker)
+    try:
+        for future in as_completed([pool.submit(fit_series, task) for task in tasks]):
+            arrived(future.result())
+    except BaseException:
+        # Stopped (Ctrl-C, SIGTERM) or failed: the fits not yet arrived are of no use, and waiting for
+        # those under way (and those already queued to the workers) could take longer than the 10 s
+        # `docker stop` allows. The executor has no public way to end its workers before Python 3.14.
+        workers = list(pool._processes.values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
+    finally:
+        pool.shutdown()
     return outcomes
 
 
