@@ -6,12 +6,14 @@ import base64
 import hashlib
 import io
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from forecasting import _cli as forecasting_cli
 from forecasting import load_settings
 from forecasting._cli import main
 from PIL import Image
@@ -263,6 +265,26 @@ def test_an_interrupted_runs_staging_dir_is_cleared_and_never_published(make_pre
     (stale / "report.html").write_text("half")
     assert run_cli(monkeypatch, "r1") == 0
     assert not stale.exists() and output_runs() == ["r1"]
+
+
+def test_sigterm_during_a_run_is_one_line_and_exit_143_with_latest_unchanged(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    publish = forecasting_cli.run
+
+    def stopped_halfway(*args, **kwargs):  # SIGTERM (docker stop) arrives once the run is under way
+        signal.raise_signal(signal.SIGTERM)
+        return publish(*args, **kwargs)
+
+    monkeypatch.setattr(forecasting_cli, "run", stopped_halfway)
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == 143
+
+    assert capsys.readouterr().err == "forecasting: stopped by SIGTERM; LATEST still names the last complete run\n"
+    assert latest() == "r1" and output_runs() == ["r1"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the test process's own handler is back
 
 
 def test_an_existing_output_run_is_never_overwritten(make_predictions, monkeypatch, capsys):

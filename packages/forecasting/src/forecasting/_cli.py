@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from storage_links import LOG_LEVELS, StorageLinksError, configure_logging, run_id
+from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
 from forecasting._config import load_settings
 from forecasting._errors import ConfigError, ForecastingError
@@ -67,21 +67,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecasting: error: {exc}", file=sys.stderr)
         return ConfigError.exit_code
     try:
-        configure_logging("forecasting", args.log_level, this_run)
-        settings = load_settings()
-        if args.command == "run":
-            result = run(this_run, settings, keep=args.keep, dry_run=args.dry_run)
-            if result.run_id is None and not args.dry_run:
-                print(f"nothing new: predictions run {result.predictions_run} is already published")
-        else:
-            upload(settings, args.run, dry_run=args.dry_run)
+        with stop_on_signals():
+            configure_logging("forecasting", args.log_level, this_run)
+            settings = load_settings()
+            if args.command == "run":
+                result = run(this_run, settings, keep=args.keep, dry_run=args.dry_run)
+                if result.run_id is None and not args.dry_run:
+                    print(f"nothing new: predictions run {result.predictions_run} is already published")
+            else:
+                upload(settings, args.run, dry_run=args.dry_run)
     except ForecastingError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
     except StorageLinksError as exc:
         log.error("error: %s", exc)
         return ConfigError.exit_code
-    except KeyboardInterrupt:
-        log.error("interrupted; LATEST still names the last complete run")
-        return 130
+    except Interrupted as exc:
+        kept = "LATEST still names the last complete run" if args.command == "run" else "the next upload sends the rest"
+        log.error("stopped by %s; %s", exc, kept)
+        return exc.exit_code
     return 0
