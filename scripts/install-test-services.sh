@@ -2,6 +2,7 @@
 # Installs the real services the tests run against, when they are missing:
 #   samba + smbnetfs  a network file system on loopback, mounted through FUSE (the share)
 #   chromium          a real headless browser that opens the forecasting report
+#   tini              the container's PID 1, for the test that stops a running container
 #   azurite           the Azure Storage emulator (npm), installed into .cache/node/, not globally
 # Each is optional for the tests: where it cannot be installed the tests that need it
 # are skipped with a visible reason, so this script warns instead of failing.
@@ -12,6 +13,7 @@ command -v smbd >/dev/null 2>&1 || apt_packages+=(samba)
 command -v smbnetfs >/dev/null 2>&1 || apt_packages+=(smbnetfs)
 command -v fusermount >/dev/null 2>&1 || command -v fusermount3 >/dev/null 2>&1 || apt_packages+=(fuse3)
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+command -v tini >/dev/null 2>&1 || apt_packages+=(tini)
 
 if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

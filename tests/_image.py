@@ -6,6 +6,7 @@ drifting apart: a file the image lacks is missing here too.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -53,6 +54,15 @@ def build_app_root(app_root: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(src, target)
     return app_root
+
+
+def image_entrypoint(app_root: Path, dockerfile: Path = DOCKERFILE) -> list[str]:
+    """The final stage's ENTRYPOINT (exec form), its /app paths pointed at `app_root`."""
+    lines = _logical_lines(dockerfile.read_text())
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    entrypoints = [line for line in lines[last_from:] if line.upper().startswith("ENTRYPOINT ")]
+    command = json.loads(entrypoints[-1].partition(" ")[2])
+    return [str(app_root / arg[len(IMAGE_APP) + 1 :]) if arg.startswith(f"{IMAGE_APP}/") else arg for arg in command]
 
 
 def image_env(app_root: Path, share: Path, **extra: str) -> dict[str, str]:

@@ -4,12 +4,15 @@ app root laid out like the image (from the Dockerfile's COPY lines) and a tempor
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests._image import REPO, build_app_root, image_env
+from tests._image import REPO, build_app_root, image_entrypoint, image_env
 
 ENTRYPOINT = "docker/entrypoint.sh"
 ALL_SKIPS = ["--skip-scraping", "--skip-modeling", "--skip-forecasting", "--skip-upload"]
@@ -152,3 +155,47 @@ def test_dockerfile_is_lint_clean():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _pid_namespace_or_skip() -> str:
+    unshare = shutil.which("unshare")
+    probe = unshare and subprocess.run([unshare, "--pid", "--fork", "true"], capture_output=True, check=False)
+    if not probe or probe.returncode != 0:
+        pytest.skip("cannot make a PID namespace here (unshare --pid needs root), so no PID 1 to stop")
+    return unshare
+
+
+def test_docker_stop_reaches_the_running_stage_which_stops_cleanly(app):
+    """`docker stop` sends SIGTERM to the container's PID 1: here the image's ENTRYPOINT, as PID 1 of
+    a PID namespace of its own, stopped while modelling runs on the bundled offline data."""
+    app_root, share = app
+    unshare = _pid_namespace_or_skip()
+    command = image_entrypoint(app_root)
+    if not shutil.which(command[0]):
+        pytest.skip(f"{command[0]} is not installed here (scripts/install-test-services.sh installs tini)")
+    container = subprocess.Popen(
+        [unshare, "--pid", "--fork", "--kill-child", *command, "--skip-forecasting", "--skip-upload"],
+        cwd=app_root / "packages",
+        env=image_env(app_root, share),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    cache = share / "modelling" / "cache" / "sarima_params"
+    try:
+        deadline = time.monotonic() + 300
+        while not (cache.is_dir() and list(cache.glob("*.json"))):
+            assert container.poll() is None, container.communicate()
+            assert time.monotonic() < deadline, "modelling cached no fit within 300 s"
+            time.sleep(0.05)
+        (pid_1,) = Path(f"/proc/{container.pid}/task/{container.pid}/children").read_text().split()
+        os.kill(int(pid_1), signal.SIGTERM)
+        _, err = container.communicate(timeout=60)  # modelling would run on for longer, and the stages after it
+    finally:
+        container.kill()
+
+    assert container.returncode == 143, err
+    assert "modelling: stopped by SIGTERM: the fits finished so far are cached for the next run" in err
+    assert "Traceback" not in err
+    assert list(cache.glob("*.json"))
+    assert not (share / "modelling" / "predictions" / "LATEST").exists()
