@@ -30,9 +30,23 @@ USAGE
 }
 
 init_links() {
-  local flags=()
+  local flags=() child status
   [ "${STORAGE_LINKS_REQUIRE_MOUNT:-0}" = 1 ] && flags+=(--require-mount)
-  storage-links init "${flags[@]}"
+  # Run and waited for, so that a stop (docker stop's SIGTERM, passed on by tini) that arrives
+  # during a migration reaches storage-links, which stops between safe steps and releases the
+  # share's lock. Left to its default, SIGTERM would end this shell and, with it, the container,
+  # killing init while it held the lock. (A background job ignores SIGINT: TERM for both.)
+  storage-links init "${flags[@]}" &
+  child=$!
+  trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+  while :; do
+    status=0
+    wait "$child" || status=$?
+    # wait also returns when a trapped signal arrives; only the child's end is the answer.
+    kill -0 "$child" 2>/dev/null || break
+  done
+  trap - TERM INT
+  return "$status"
 }
 
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then

@@ -199,3 +199,47 @@ def test_docker_stop_reaches_the_running_stage_which_stops_cleanly(app):
     assert "Traceback" not in err
     assert list(cache.glob("*.json"))
     assert not (share / "modelling" / "predictions" / "LATEST").exists()
+
+
+def test_docker_stop_during_a_first_start_migration_releases_the_share_lock(app, smb_share):
+    """SIGTERM (from tini, from `docker stop`) while init migrates data onto the real SMB share: the
+    entrypoint passes it to storage-links, which stops between safe steps and removes its lock, so a
+    container started next (on another host) need not wait ten minutes for the lock to go stale."""
+    app_root, _ = app
+    local = app_root / "packages" / "scraping" / "scraped_data" / "fred"
+    local.mkdir(parents=True)
+    files = {f"S{i:03d}.parquet": os.urandom(64 * 1024) for i in range(200)}  # some seconds over SMB
+    for name, content in files.items():
+        (local / name).write_bytes(content)
+    container = subprocess.Popen(
+        [str(app_root / ENTRYPOINT), *ALL_SKIPS],
+        cwd=app_root / "packages",
+        env=image_env(app_root, smb_share),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lock = smb_share / ".storage-links.lock"
+    try:
+        deadline = time.monotonic() + 120
+        while not lock.exists():
+            assert container.poll() is None, container.communicate()
+            assert time.monotonic() < deadline, "init took no lock within 120 s"
+            time.sleep(0.01)
+        container.send_signal(signal.SIGTERM)
+        _, err = container.communicate(timeout=120)
+    finally:
+        container.kill()
+
+    assert container.returncode == 143, err
+    assert "storage-links: stopped by SIGTERM; nothing is lost, and the next init finishes the job" in err
+    assert not lock.exists()
+    for name, content in files.items():  # each file is in one place or the other
+        places = (local / name, smb_share / "scraping" / "scraped_data" / "fred" / name)
+        assert any(p.is_file() and p.read_bytes() == content for p in places), name
+
+    restart = start(app_root, smb_share, *ALL_SKIPS)
+
+    assert restart.returncode == 0, restart.stderr
+    for name, content in files.items():
+        assert (smb_share / "scraping" / "scraped_data" / "fred" / name).read_bytes() == content, name

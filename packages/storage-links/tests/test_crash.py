@@ -109,15 +109,16 @@ def finish(env, cli) -> None:
         assert result.code == 0 and "it records no owner" in result.err
 
 
-def crash_at(n: int, command: str = "init") -> tuple[int, int]:
-    """Run `command` in a child that dies at its Nth step (n=0: never); return (exit code, steps taken)."""
+def crash_at(n: int, command: str = "init", *, sigterm: bool = False) -> tuple[int, int]:
+    """Run `command` in a child that dies at its Nth step (n=0: never), or with `sigterm` is sent
+    SIGTERM there instead (as `docker stop` does); return (exit code, steps taken)."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: count steps, die at the Nth, never return into pytest
         code = 70
         try:
             os.close(read_end)
-            code = _run_counting(n, command, write_end)
+            code = _run_counting(n, command, write_end, sigterm)
         finally:
             os._exit(code)
     os.close(write_end)
@@ -127,7 +128,7 @@ def crash_at(n: int, command: str = "init") -> tuple[int, int]:
     return os.waitstatus_to_exitcode(status), int(steps or 0)
 
 
-def _run_counting(kill_at: int, command: str, report_fd: int) -> int:
+def _run_counting(kill_at: int, command: str, report_fd: int, sigterm: bool = False) -> int:
     from storage_links import _migrate, _unlink
     from storage_links._cli import main
 
@@ -141,7 +142,9 @@ def _run_counting(kill_at: int, command: str, report_fd: int) -> int:
             nonlocal steps
             steps += 1
             if steps == kill_at:
-                os._exit(137)
+                if not sigterm:
+                    os._exit(137)
+                signal.raise_signal(signal.SIGTERM)
             return real(*args, **kwargs)
 
         setattr(owner, name, step)
@@ -195,6 +198,26 @@ def test_kill_at_every_step_of_a_migration(any_fs_env, cli, fresh, tmp_path):
             assert_nothing_lost(env)
         finish(env, cli)
         assert_complete(env)
+
+
+def test_sigterm_during_a_migration_stops_it_cleanly_and_releases_the_lock(any_fs_env, cli, fresh):
+    env = any_fs_env
+    fresh()
+    total = crash_at(0)[1]
+    stopped = 0
+    for n in range(1, total + 1, 3):
+        fresh()
+        code, _ = crash_at(n, sigterm=True)
+        # Before init takes the lock it has changed nothing and SIGTERM ends it as it always did.
+        assert code in (143, -signal.SIGTERM), n
+        if code == 143:
+            stopped += 1
+            assert not (env.share / LOCK_NAME).exists(), n  # the next start need not wait for it to go stale
+        assert_nothing_lost(env)
+        result = cli("init")
+        assert result.code == 0, (n, result.err)
+        assert_complete(env)
+    assert stopped >= total // 3 - 2  # all but the first step or two ran under the lock
 
 
 @pytest.mark.slow

@@ -60,7 +60,8 @@ owner and age. Any other lock fails with exit 4 naming its owner and age;
 --break-lock breaks it anyway (only when you know its owner is dead).
 
 exit codes: 0 ok, 1 file-system error, 2 validation failed, 3 conflicts,
-4 lock held, 5 contract error, 6 share problem, 64 usage error.
+4 lock held, 5 contract error, 6 share problem, 64 usage error, 130 / 143
+stopped by Ctrl-C / SIGTERM (the lock is released; the next run finishes).
 """
 
 COMMANDS = {
@@ -123,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         doc["error"] = {"type": type(exc).__name__, "exit_code": code, "message": str(exc), "problems": exc.lines}
         for line in exc.lines:
             print(f"storage-links: {line}", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # storage_links.Interrupted: Ctrl-C or SIGTERM while the lock was held
+        code = getattr(exc, "exit_code", 130)
+        doc["ok"] = False
+        message = f"stopped by {exc}; nothing is lost, and the next {doc['command']} finishes the job"
+        doc["error"] = {"type": type(exc).__name__, "exit_code": code, "message": message, "problems": [message]}
+        print(f"storage-links: {message}", file=sys.stderr)
     except OSError as exc:
         # Unexpected I/O failure mid-way: every step before it was safe, and a re-run finishes the job.
         code = 1
@@ -219,22 +226,26 @@ def cmd_init(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> Non
     if plan.changes:
         from storage_links._lock import ShareLock
         from storage_links._migrate import migrate_link
+        from storage_links._runtime import stop_on_signals
 
         lock = ShareLock(share, "init", break_lock=bool(opts.get("--break-lock")))
-        lock.acquire()
-        doc["warnings"] = lock.warnings
-        try:
-            plan = plan_init(declared, share, require_mount=require_mount)  # again, now that nobody else can act
-            _refuse(plan)
-            migrated = {}
-            for lp in plan.links:
-                if lp.changes:
-                    report = migrate_link(lp, lock)
-                    migrated[lp.label] = report.as_dict()
-                    _say_migrated(lp.label, report, as_json)
-            doc["migrated"] = migrated
-        finally:
-            lock.release()
+        # SIGTERM (docker stop) during a migration: stop between steps, each safe, and release the
+        # lock on the way out, or the next container (on another host) would wait for it to go stale.
+        with stop_on_signals():
+            try:
+                lock.acquire()
+                doc["warnings"] = lock.warnings
+                plan = plan_init(declared, share, require_mount=require_mount)  # again, now that nobody else can act
+                _refuse(plan)
+                migrated = {}
+                for lp in plan.links:
+                    if lp.changes:
+                        report = migrate_link(lp, lock)
+                        migrated[lp.label] = report.as_dict()
+                        _say_migrated(lp.label, report, as_json)
+                doc["migrated"] = migrated
+            finally:
+                lock.release()
     elif os.path.lexists(os.path.join(share, LOCK_NAME)):
         from storage_links._lock import ShareLock
 
@@ -317,6 +328,7 @@ def cmd_unlink(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> N
         _dry_run(plan, doc, as_json, _describe_unlink)
         return
     from storage_links._lock import ShareLock
+    from storage_links._runtime import stop_on_signals
     from storage_links._unlink import unlink_link
 
     results = [{"link": lp.label, "local": lp.local, "copied_files": 0, "state": "directory"} for lp in plan.links]
@@ -324,19 +336,20 @@ def cmd_unlink(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> N
     if not any(lp.state != "directory" or lp.leftovers for lp in plan.links):
         return  # already plain directories: a re-run changes nothing
     lock = ShareLock(share, "unlink", break_lock=bool(opts.get("--break-lock")))
-    lock.acquire()
-    doc["warnings"] = lock.warnings
-    try:
-        for lp, result in zip(plan.links, results, strict=True):
-            was_linked = lp.state != "directory"
-            result["copied_files"] = unlink_link(lp, lock)
-            if was_linked and not as_json:
-                print(
-                    f"✓ Unlinked: {lp.label} -> {lp.local} "
-                    f"({result['copied_files']} file(s) copied back; the share keeps its copy)"
-                )
-    finally:
-        lock.release()
+    with stop_on_signals():  # as init: a stop releases the lock
+        try:
+            lock.acquire()
+            doc["warnings"] = lock.warnings
+            for lp, result in zip(plan.links, results, strict=True):
+                was_linked = lp.state != "directory"
+                result["copied_files"] = unlink_link(lp, lock)
+                if was_linked and not as_json:
+                    print(
+                        f"✓ Unlinked: {lp.label} -> {lp.local} "
+                        f"({result['copied_files']} file(s) copied back; the share keeps its copy)"
+                    )
+        finally:
+            lock.release()
 
 
 _COMMAND_FUNCS = {"init": cmd_init, "validate": cmd_validate, "status": cmd_status, "unlink": cmd_unlink}

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
+from collections.abc import Iterator
 
 from storage_links._busy import is_busy, retry_busy
 from storage_links._errors import LockHeldError, ShareError
@@ -57,6 +59,17 @@ def format_age(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+@contextlib.contextmanager
+def _stops_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block is done, so that a stop never leaves a lock half
+    written or half removed (storage-links runs in one thread, which the mask covers)."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 class ShareLock:
     """Held between acquire() and release(); `warnings` says which stale locks were broken."""
 
@@ -67,8 +80,14 @@ class ShareLock:
         self.warnings: list[str] = []
         self._content = b""
         self._touched = 0.0
+        self._held = False
 
     def acquire(self) -> None:
+        with _stops_deferred():
+            self._acquire()
+            self._held = True  # before a deferred stop is let through: release() then removes the lock
+
+    def _acquire(self) -> None:
         host, pid = os.uname().nodename, os.getpid()
         self._content = (
             f"host={host}\npid={pid}\nstart={_process_start(pid) or 'unknown'}\n"
@@ -103,6 +122,14 @@ class ShareLock:
                 os.utime(self.path)
 
     def release(self) -> None:
+        """Remove the lock if acquire() took it (a no-op otherwise, so it may sit in a `finally`)."""
+        if not self._held:
+            return
+        with _stops_deferred():
+            self._release()
+            self._held = False
+
+    def _release(self) -> None:
         try:
             with open(self.path, "rb") as fh:
                 ours = fh.read() == self._content
