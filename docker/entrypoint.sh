@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # Container entrypoint: link the data directories onto the share, then run the pipeline.
 # Options as documented below; any other command is run as given after the links are
 # set up (so `ls -la forecasting/` works for troubleshooting, even when init failed).
