@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from modelling._cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_SERIES_FAILED, EXIT_STORAGE, main
+from modelling._cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_SERIES_FAILED, EXIT_STORAGE, EXIT_WORKER, main
 
 COLUMNS = {
     "forecasts": ["series", "model", "step", "date", "mean", "lo80", "hi80", "lo95", "hi95"],
@@ -124,24 +124,35 @@ def test_cached_parameters_are_used_for_an_unchanged_series(two_series, root, pr
     assert [hit.kind for hit in calls] == ["same", "same"]
 
 
-def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_from_them(
-    store, make_monthly, root, predictions, tmp_path, monkeypatch
-):
+@pytest.fixture
+def forty_quick(store, make_monthly, root, tmp_path):
+    """40 monthly series and a config that fits auto_sarima alone with no backtests: a few seconds'
+    work for two workers, to stop or break halfway. Returns (config, cache dir)."""
     for k in range(40):
         store(f"fred/S{k:02d}", make_monthly(120, seed=k), "M")
     config = tmp_path / "quick.toml"
     text = (Path(__file__).parents[1] / "config" / "modelling.toml").read_text()
     config.write_text(text.replace('models = ["auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive"]',
                                    'models = ["auto_sarima"]').replace("folds = 3", "folds = 0"))  # fmt: skip
-    cache = root / "packages" / "modelling" / "cache" / "sarima_params"
+    return config, root / "packages" / "modelling" / "cache" / "sarima_params"
+
+
+def start_stage_once_a_fit_is_cached(config, cache) -> subprocess.Popen:
     command = [sys.executable, "-m", "modelling", "run", "--jobs", "2", "--config", str(config)]
-    env = {**os.environ, "PIPELINE_RUN_ID": "stopped"}
-    stage = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    stage = subprocess.Popen(command, env={**os.environ, "PIPELINE_RUN_ID": "r1"}, stderr=subprocess.PIPE, text=True)
+    while not list(cache.glob("*.json")):
+        assert stage.poll() is None, stage.communicate()[1]
+        time.sleep(0.01)
+    return stage
+
+
+def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_from_them(
+    forty_quick, predictions, monkeypatch
+):
+    config, cache = forty_quick
+    stage = start_stage_once_a_fit_is_cached(config, cache)
     try:
-        while not list(cache.glob("*.json")):  # stopped (as by `docker stop`) once a first fit is cached
-            assert stage.poll() is None, stage.communicate()[1]
-            time.sleep(0.01)
-        stage.send_signal(signal.SIGTERM)
+        stage.send_signal(signal.SIGTERM)  # as `docker stop` does
         err = stage.communicate(timeout=120)[1]
     finally:
         stage.kill()
@@ -162,6 +173,22 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     monkeypatch.setattr(_cache, "lookup", lambda *a: hits.append(r := original(*a)) or r)
     assert main(["run", "--jobs", "2", "--config", str(config)]) == EXIT_OK
     assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
+
+
+def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fits_cached(forty_quick, predictions):
+    config, cache = forty_quick
+    stage = start_stage_once_a_fit_is_cached(config, cache)
+    try:
+        worker = Path(f"/proc/{stage.pid}/task/{stage.pid}/children").read_text().split()[0]
+        os.kill(int(worker), signal.SIGKILL)  # as the kernel's out-of-memory killer does
+        err = stage.communicate(timeout=120)[1]
+    finally:
+        stage.kill()
+
+    assert stage.returncode == EXIT_WORKER, err
+    assert err.endswith(") are cached for the next run\n") and "modelling: a worker process was killed" in err
+    assert "Traceback" not in err
+    assert list(cache.glob("*.json")) and not (predictions / "LATEST").exists()
 
 
 def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(two_series, root, monkeypatch, capsys):

@@ -30,6 +30,7 @@ _SOURCES = {
     "ModellingError": "_errors",
     "OutputError": "_errors",
     "SeriesError": "_errors",
+    "WorkerDied": "_errors",
 }
 
 __all__ = sorted(_SOURCES)

@@ -11,7 +11,7 @@ from pathlib import Path
 from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
 from modelling._config import default_config_path, load_config
-from modelling._errors import ConfigError, InputError, ModellingError, OutputError
+from modelling._errors import ConfigError, InputError, ModellingError, OutputError, WorkerDied
 from modelling._run import run
 
 EXIT_OK = 0
@@ -20,7 +20,8 @@ EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_SERIES_FAILED = 3  # the run was written, but some series failed (listed in run.json "failed")
 EXIT_STORAGE = 4  # predictions/, cache/ or logs/ could not be written
 EXIT_INPUT = 5  # scraped_data/ missing, empty or unreadable, or every series failed; nothing written
-EXIT_CODES = {ConfigError: EXIT_CONFIG, InputError: EXIT_INPUT, OutputError: EXIT_STORAGE}
+EXIT_WORKER = 6  # a worker process was killed (out of memory?); finished fits cached, nothing written
+EXIT_CODES = {ConfigError: EXIT_CONFIG, InputError: EXIT_INPUT, OutputError: EXIT_STORAGE, WorkerDied: EXIT_WORKER}
 
 log = logging.getLogger("modelling")
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         "write forecasts, backtests and scores to predictions/<run_id>/.",
         epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
         f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, {EXIT_INPUT} no usable input, "
+        f"{EXIT_WORKER} a worker process was killed, "
         "130 / 143 stopped by Ctrl-C / SIGTERM (finished fits stay cached).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -24,3 +24,7 @@ class SeriesError(ModellingError):
 
 class OutputError(ModellingError):
     """predictions/ cannot be written."""
+
+
+class WorkerDied(ModellingError):
+    """A worker process was killed while fitting (most often for lack of memory); nothing was written."""

@@ -14,6 +14,7 @@ import os
 import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from storage_links import Progress, atomic_path, atomic_write, data_dir
 from threadpoolctl import threadpool_limits
 
 from modelling._config import SEASON_LENGTH, Config
-from modelling._errors import InputError, OutputError, SeriesError
+from modelling._errors import InputError, OutputError, SeriesError, WorkerDied
 from modelling._inputs import SeriesRef, fingerprint, inputs_digest, read_manifest, read_series
 
 log = logging.getLogger("modelling")
@@ -254,8 +255,15 @@ def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callab
         return outcomes
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_start_worker)
     try:
-        for future in as_completed([pool.submit(fit_series, task) for task in tasks]):
-            arrived(future.result())
+        try:
+            for future in as_completed([pool.submit(fit_series, task) for task in tasks]):
+                arrived(future.result())
+        except BrokenProcessPool:
+            # A fit's own failure comes back as its outcome's error: only a killed process gets here.
+            raise WorkerDied(
+                f"a worker process was killed while fitting (most often for lack of memory: --jobs 1 needs "
+                f"less); the fits finished before it ({len(outcomes)}) are cached for the next run"
+            ) from None
     except BaseException:
         # Stopped (Ctrl-C, SIGTERM) or failed: the fits not yet arrived are of no use, and waiting for
         # those under way (and those already queued to the workers) could take longer than the 10 s
