@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from scraping._errors import ConfigError
 
@@ -181,6 +182,10 @@ def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     url = env.get(name) or default
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
         raise ConfigError(f"{name}={url!r}: must be an http:// or https:// URL")
+    try:
+        urlsplit(url).port  # noqa: B018 - raises on a bad host or port, as httpx would on the first request
+    except ValueError as exc:
+        raise ConfigError(f"{name}={url!r}: not a valid URL ({exc})") from None
     return url.rstrip("/")
 
 
