@@ -268,7 +268,7 @@ def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callab
         # Stopped (Ctrl-C, SIGTERM) or failed: the fits not yet arrived are of no use, and waiting for
         # those under way (and those already queued to the workers) could take longer than the 10 s
         # `docker stop` allows. The executor has no public way to end its workers before Python 3.14.
-        workers = list(pool._processes.values())
+        workers = list((pool._processes or {}).values())  # None once the executor has shut down
         pool.shutdown(wait=False, cancel_futures=True)
         for worker in workers:
             worker.terminate()
