@@ -119,21 +119,26 @@ def test_rerun_says_unchanged_per_series(tmp_path, project, server, capsys):
     assert "scraping: fred/GDP: unchanged\n" in err and "1 series: 1 unchanged; 1 request; 0 files written" in err
 
 
-def test_sigterm_while_a_retry_waits_stops_at_once_and_keeps_what_landed(tmp_path, project, server):
-    server.script("UNRATE", Fault(status=503, headers={"Retry-After": "60"}))
-    config = write_config(tmp_path, series=("GDP", "UNRATE", "CPIAUCSL"), max_backoff=120)
+@pytest.mark.parametrize(
+    "holdup",
+    [Fault(status=503, headers={"Retry-After": "60"}), Fault(delay=60)],
+    ids=["while a retry waits", "while an answer is under way"],
+)
+def test_sigterm_stops_at_once_and_keeps_what_landed(tmp_path, project, server, holdup):
+    server.script("UNRATE", holdup)
+    config = write_config(tmp_path, series=("GDP", "UNRATE", "CPIAUCSL"), max_backoff=120, timeout=120)
     stage = subprocess.Popen(
         [sys.executable, "-m", "scraping", "run", "--config", str(config)], stderr=subprocess.PIPE, text=True
     )
     try:
-        # Stop it (as `docker stop` does) once GDP's file has landed and UNRATE's retry has begun to wait.
+        # Stop it (as `docker stop` does) once GDP's file has landed and UNRATE's request was made.
         for _ in range(3000):
             if (project / "fred/GDP.parquet").exists() and server.requests_to("/fred/series")[1:]:
                 break
             assert stage.poll() is None, stage.communicate()[1]
             time.sleep(0.01)
         stage.send_signal(signal.SIGTERM)
-        err = stage.communicate(timeout=30)[1]  # well under the 60 s the retry would wait
+        err = stage.communicate(timeout=30)[1]  # well under the 60 s the retry or the answer would take
     finally:
         stage.kill()
 

@@ -125,6 +125,8 @@ class Fetcher:
                 retry_after = _retry_after(response)
             if attempt + 1 == attempts:
                 break
+            if self._stopped.is_set():  # e.g. the answer failed because the run closed the client
+                raise Stopped(f"{what}: the run stopped")
             delay = self._delay(attempt, retry_after)
             if delay is None:
                 reason += f"; asked to retry after {retry_after:g}s, more than http.max_backoff_s"

@@ -11,7 +11,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -198,30 +198,39 @@ def _fred_series(
 ) -> None:
     """Every FRED series in order. One thread fetches the answers, up to FETCH_AHEAD_BYTES ahead,
     while this one parses and stores, so that the stage's CPU time overlaps the network's. The
-    requests are still made one at a time, in series order, through the one rate limiter.
-    If this thread stops early (a signal, a failed write), the fetch thread's waits end at once."""
+    requests are still made one at a time, in series order, through the one rate limiter."""
     ahead = _ReadAhead(FETCH_AHEAD_BYTES)
-    fetching = ThreadPoolExecutor(1, thread_name_prefix="scraping-fetch")
+    answers: list[tuple[str, Future[_FredAnswer]]] = [(series_id, Future()) for series_id in ids]
 
-    def fetch(series_id: str) -> _FredAnswer:
-        if not ahead.wait_for_room():
-            raise CancelledError  # the run stopped: nothing more is fetched
-        answer = _fred_fetch(store, fred, series_id, lookback_days)
-        ahead.hold(answer.size)
-        return answer
+    def fetch_all() -> None:
+        for series_id, answer in answers:
+            if not answer.set_running_or_notify_cancel():
+                return  # the run stopped: nothing more is fetched
+            try:
+                if not ahead.wait_for_room():
+                    raise CancelledError
+                fetched = _fred_fetch(store, fred, series_id, lookback_days)
+                ahead.hold(fetched.size)
+                answer.set_result(fetched)
+            except BaseException as exc:  # the series' own failure, raised where it is stored
+                answer.set_exception(exc)
 
+    # A daemon thread: it writes nothing, so a stopped run need not wait for its answer under way.
+    threading.Thread(target=fetch_all, name="scraping-fetch", daemon=True).start()
     try:
-        answers = [(series_id, fetching.submit(fetch, series_id)) for series_id in ids]
         for series_id, answer in answers:
             record(_guard(f"fred/{series_id}", _fred_store, store, fred, series_id, answer))
             if answer.exception() is None:
                 ahead.release(answer.result().size)
     except BaseException:
-        fetcher.stop()  # a retry's wait (up to http.max_backoff_s) would hold up the clean-up below
-        raise
-    finally:
+        # Stopped (a signal) or failed: the fetch thread's waits for a retry, the rate limiter or room
+        # end at once and the series not yet fetched are dropped, so that the run's clean-up (the
+        # manifest of what landed) is done before `docker stop` loses patience.
+        fetcher.stop()
         ahead.stop()
-        fetching.shutdown(cancel_futures=True)
+        for _, answer in answers:
+            answer.cancel()
+        raise
 
 
 class _ReadAhead:
