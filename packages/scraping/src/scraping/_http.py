@@ -125,8 +125,7 @@ class Fetcher:
                 retry_after = _retry_after(response)
             if attempt + 1 == attempts:
                 break
-            if self._stopped.is_set():  # e.g. the answer failed because the run closed the client
-                raise Stopped(f"{what}: the run stopped")
+            self._pause(0, what)  # stopped meanwhile (its client closed under this answer, say): no retry
             delay = self._delay(attempt, retry_after)
             if delay is None:
                 reason += f"; asked to retry after {retry_after:g}s, more than http.max_backoff_s"
