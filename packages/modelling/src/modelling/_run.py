@@ -116,7 +116,7 @@ def run(
 
     by_name = {p.ref.name: p for p in planned}
 
-    def cache(outcome: Outcome) -> None:
+    def cache_fit(outcome: Outcome) -> None:
         # As each fit arrives, not after all of them: a run that is stopped or killed halfway
         # leaves the fits it finished for the next run to start from.
         if outcome.error or outcome.choice is None:
@@ -127,7 +127,7 @@ def run(
             log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
 
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
-    outcomes = _fit_all(tasks, jobs, level, cache)
+    outcomes = _fit_all(tasks, jobs, level, cache_fit)
     report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
     parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FILES}
     frequency = {name: p.ref.frequency for name, p in by_name.items()}

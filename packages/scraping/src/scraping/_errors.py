@@ -19,7 +19,7 @@ class StoreError(ScrapingError):
 
 
 class Stopped(ScrapingError):
-    """The run was stopped (Ctrl-C, SIGTERM) while a request waited for the rate limiter or a retry."""
+    """The run was stopped (Ctrl-C, SIGTERM): a request waiting for the rate limiter or a retry is not made."""
 
 
 class SourceError(ScrapingError):

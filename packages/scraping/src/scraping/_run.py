@@ -132,6 +132,7 @@ def run(
     from scraping._http import Fetcher
 
     fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
+    stopped = False
     try:
         fred = FredSource(config.fred, fetcher)
         ids = list(dict.fromkeys(only or config.fred.series))  # each once: a series is fetched and stored once
@@ -146,15 +147,15 @@ def run(
             else:
                 record(_guard(_treasury.KEY, _treasury_curve, store, fetcher, config))
         hand_on(wait=True)
-    except KeyboardInterrupt:  # stopped (Ctrl-C, SIGTERM): the series whose files did land are reported too
-        if not dry_run:
-            store.save_manifest()
-            hand_on(wait=False)
+    except KeyboardInterrupt:
+        stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
         raise
     finally:
         fetcher.close()
         if not dry_run:
             store.save_manifest()  # entries change only once their file is in place, so this is always consistent
+            if stopped:
+                hand_on(wait=False)
     return RunReport(results, fetcher.requests, store.files_written, offline=False)
 
 
