@@ -19,10 +19,8 @@ IMAGE_APP = "/app"
 
 def final_stage_copies(dockerfile: Path = DOCKERFILE) -> list[tuple[list[str], str]]:
     """(sources, destination) of every COPY from the build context in the last stage."""
-    lines = _logical_lines(dockerfile.read_text())
-    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
     copies, workdir = [], "/"
-    for line in lines[last_from:]:
+    for line in _final_stage(dockerfile):
         keyword, _, rest = line.partition(" ")
         if keyword.upper() == "WORKDIR":
             workdir = rest.strip()
@@ -58,9 +56,7 @@ def build_app_root(app_root: Path) -> Path:
 
 def image_entrypoint(app_root: Path, dockerfile: Path = DOCKERFILE) -> list[str]:
     """The final stage's ENTRYPOINT (exec form), its /app paths pointed at `app_root`."""
-    lines = _logical_lines(dockerfile.read_text())
-    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
-    entrypoints = [line for line in lines[last_from:] if line.upper().startswith("ENTRYPOINT ")]
+    entrypoints = [line for line in _final_stage(dockerfile) if line.upper().startswith("ENTRYPOINT ")]
     command = json.loads(entrypoints[-1].partition(" ")[2])
     return [str(app_root / arg[len(IMAGE_APP) + 1 :]) if arg.startswith(f"{IMAGE_APP}/") else arg for arg in command]
 
@@ -80,6 +76,13 @@ def image_env(app_root: Path, share: Path, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def _final_stage(dockerfile: Path) -> list[str]:
+    """The instructions of the last stage (the image that runs), from its FROM on."""
+    lines = _logical_lines(dockerfile.read_text())
+    last_from = max(i for i, line in enumerate(lines) if line.upper().startswith("FROM "))
+    return lines[last_from:]
 
 
 def _logical_lines(text: str) -> list[str]:
