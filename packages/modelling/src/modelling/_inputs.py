@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 from modelling._config import FREQUENCIES
@@ -59,11 +59,24 @@ def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
         if not isinstance(file, str) or not isinstance(columns, list) or not columns:
             problems[key] = f"{path}: series {key!r}: 'file' or 'columns' missing"
             continue
+        if not _inside(file):
+            problems[key] = f"{path}: series {key!r}: 'file' {file!r} is not a relative path inside {scraped.name}/"
+            continue
         content_hash = str(entry.get("content_hash", ""))
         for column in columns:
             name = key if column == "value" else f"{key}:{column}"
             refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash))
     return refs, problems
+
+
+def _inside(file: str) -> bool:
+    """Whether a manifest's `file` names a path below scraped_data/, checked on the name alone.
+
+    Scraping writes only there; an edited or foreign manifest must not make the stage read (and
+    fingerprint) whatever else it names. Resolving is no help: scraped_data/ is itself a symlink.
+    """
+    parts = PurePosixPath(file).parts
+    return bool(parts) and not PurePosixPath(file).is_absolute() and ".." not in parts
 
 
 def inputs_digest(scraped: Path, refs: list[SeriesRef]) -> str:
