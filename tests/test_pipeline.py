@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 from pathlib import Path
 
 import pytest
@@ -38,6 +40,10 @@ def test_first_run_publishes_a_forecast_on_the_share(offline_runs):
     assert (output / "LATEST").read_text().strip() == run
     report = (output / run / "report.html").read_text()
     assert "data:image/png;base64," in report
+    # Each series is shown under the title and units its source gave it.
+    manifest = json.loads((on_share(root, share, "scraping", "scraped_data") / "manifest.json").read_text())
+    for entry in manifest["series"].values():
+        assert f"<p>{html.escape(entry['title'])} ({html.escape(entry['units'])})</p>" in report
     for name in ("forecasts.parquet", "forecasts.csv", "scores.csv"):
         assert (output / run / name).stat().st_size > 0
     # One run id ties the stages' outputs and the log file together.

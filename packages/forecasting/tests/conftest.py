@@ -46,6 +46,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+LABELS = {
+    "GDP": {"title": "Gross Domestic Product", "units": "Billions of Dollars"},
+    "UNRATE": {"title": "Unemployment Rate", "units": "Percent"},
+    "CPI": {"title": "Consumer Price Index for All Urban Consumers: All Items", "units": "Index 1982-1984=100"},
+}
+
+
 @pytest.fixture
 def make_predictions(project: Path):
     """A function writing predictions/<run>/ into the project (see `write_predictions`)."""
@@ -64,6 +71,7 @@ def write_predictions(
     without_forecasts: tuple[str, ...] = (),
     without_backtests: tuple[str, ...] = (),
     interval_scale: float = 1.0,
+    labels: dict[str, dict[str, str]] | None = LABELS,
 ) -> Path:
     """Write predictions/<run>/ like modelling does: the Parquet files, then run.json, then LATEST.
 
@@ -71,6 +79,7 @@ def write_predictions(
     run.json (a killed run); without_forecasts drops those series from forecasts.parquet only,
     without_backtests from backtests.parquet only (a series too short to backtest).
     interval_scale multiplies every interval's half-width (below 1: intervals too narrow for the errors).
+    labels=None leaves them out of run.json, as runs made before modelling recorded them.
     """
     series = series or {"GDP": "QS", "UNRATE": "MS", "CPI": "MS"}
     rng = np.random.default_rng(seed)
@@ -121,6 +130,8 @@ def write_predictions(
             "inputs": {f"fred/{s}": f"sha256:{seed:02d}{k:062d}" for k, s in enumerate(series)},
             "failed": failed or {},
         }
+        if labels is not None:
+            meta["labels"] = {name: label for name, label in labels.items() if name in series}
         (directory / "run.json").write_text(json.dumps(meta))
         if latest:
             (directory.parent / "LATEST").write_text(run + "\n")

@@ -16,8 +16,11 @@ import pytest
 from forecasting import _cli as forecasting_cli
 from forecasting import load_settings
 from forecasting._cli import main
+from forecasting._errors import InputError
 from PIL import Image
 from storage_links import data_dir
+
+from packages.forecasting.tests.conftest import LABELS
 
 
 def output_root() -> Path:
@@ -122,6 +125,25 @@ def test_report_is_self_contained_with_one_chart_per_series(make_predictions, mo
         assert len(image.convert("RGB").getcolors(1 << 16) or range(1 << 16)) > 20  # drawn, not blank
     for series in ("GDP", "UNRATE", "CPI"):
         assert f">{series}</h2>" in page
+        title, units = LABELS[series]["title"], LABELS[series]["units"]
+        assert f"<p>{title} ({units})</p>" in page  # under the heading
+        assert f'<span class="note">{title}</span>' in page  # in the summary table
+
+
+def test_a_run_without_labels_is_reported_under_the_series_names(make_predictions, monkeypatch):
+    make_predictions("p1", labels=None)
+    assert run_cli(monkeypatch, "r1") == 0
+    page = (output_root() / "r1" / "report.html").read_text()
+    assert ">GDP</h2>" in page and "Gross Domestic Product" not in page
+    assert "<p>GDP</p>" not in page and 'class="note">GDP<' not in page  # the name is not repeated as a title
+
+
+def test_malformed_labels_are_an_input_error_naming_run_json(make_predictions, monkeypatch, capsys):
+    make_predictions("p1", labels={"GDP": {"title": 7}})
+    assert run_cli(monkeypatch, "r1") == InputError.exit_code
+    err = capsys.readouterr().err
+    assert "run.json: labels must be an object keyed by series of {title, units} strings" in err
+    assert not output_root().exists() or not any(output_root().iterdir())
 
 
 def test_second_run_without_new_predictions_says_nothing_new(make_predictions, monkeypatch, capsys):

@@ -70,6 +70,8 @@ def add_manifest_entry(root: Path, key: str, frequency: str, columns: list[str],
     manifest["series"][key] = {
         "source": "test",
         "id": key,
+        "title": f"Test series {key}",
+        "units": "Index",
         "frequency": frequency,
         "file": f"{key}.parquet",
         "columns": columns,

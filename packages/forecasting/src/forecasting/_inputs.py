@@ -50,6 +50,12 @@ class Predictions:
     def season_length(self, series: str) -> int:
         return int(self.meta["season_length"].get(series, 1))
 
+    def label(self, series: str) -> tuple[str, str]:
+        """The series' title and units from the source's metadata; runs made before modelling recorded
+        them have none, and get the series name and no units."""
+        label = self.meta.get("labels", {}).get(series, {})
+        return label.get("title") or series, label.get("units", "")
+
 
 def predictions_dir() -> Path:
     return data_dir("modelling", "predictions")
@@ -112,6 +118,12 @@ def _read_meta(path: Path) -> dict:
     for key in ("frequency", "season_length", "horizon", "inputs", "failed"):
         if not isinstance(meta[key], dict):
             raise InputError(f"{path}: {key} must be an object keyed by series")
+    labels = meta.get("labels", {})
+    if not isinstance(labels, dict) or not all(
+        isinstance(label, dict) and all(isinstance(label.get(k, ""), str) for k in ("title", "units"))
+        for label in labels.values()
+    ):
+        raise InputError(f"{path}: labels must be an object keyed by series of {{title, units}} strings")
     return meta
 
 

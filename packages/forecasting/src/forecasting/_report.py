@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import textwrap
 from datetime import UTC, datetime
 
 import numpy as np
@@ -52,9 +53,12 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
     history = dict(tuple(predictions.history.groupby("series", sort=False)))
     forecasts = dict(tuple(published.forecasts.groupby("series", sort=False)))
     for series, choice in published.choices.items():
-        chart = _chart(series, history[series], forecasts[series], history_points)
+        title, units = predictions.label(series)
+        label = " ".join(filter(None, [title if title != series else "", f"({units})" if units else ""]))
+        chart = _chart(series, title, units, history[series], forecasts[series], history_points)
         parts.append(
             f'<h2 id="{_anchor(series)}">{_e(series)}</h2>'
+            f"{f'<p>{_e(label)}</p>' if label else ''}"
             f'<p class="note">Published: {_e(choice.describe())}; backtest MASE {_num(choice.mase)}.</p>'
             f'<img alt="{_e(series)}: history, forecast, 80% and 95% intervals" '
             f'src="data:image/png;base64,{chart}">'
@@ -118,8 +122,10 @@ def _summary_table(predictions: Predictions, published: Published) -> str:
         horizon = predictions.meta["horizon"].get(series, "")
         cov80 = _pct(row["coverage80"]) if row is not None else "–"
         cov95 = _pct(row["coverage95"]) if row is not None else "–"
+        title = predictions.label(series)[0]
+        subtitle = f'<br><span class="note">{_e(title)}</span>' if title != series else ""
         rows.append(
-            f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a></td><td>{_e(freq)}</td>'
+            f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a>{subtitle}</td><td>{_e(freq)}</td>'
             f'<td class="num">{_e(horizon)}</td><td>{_e(choice.describe())}</td>'
             f'<td class="num">{_num(choice.mase)}</td><td class="num">{cov80}</td><td class="num">{cov95}</td></tr>'
         )
@@ -137,7 +143,9 @@ def _failed_list(published: Published) -> str:
     return f"<h2>Not published (failed in modelling)</h2><ul>{items}</ul>"
 
 
-def _chart(series: str, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int) -> str:
+def _chart(
+    series: str, title: str, units: str, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int
+) -> str:
     past = history.sort_values("date").tail(history_points)
     ahead = forecast.sort_values("date")
     fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
@@ -153,7 +161,11 @@ def _chart(series: str, history: pd.DataFrame, forecast: pd.DataFrame, history_p
     ax.fill_between(ahead["date"], ahead["lo95"], ahead["hi95"], color="#9ecae1", alpha=0.55, label="95% interval")
     ax.fill_between(ahead["date"], ahead["lo80"], ahead["hi80"], color="#4292c6", alpha=0.55, label="80% interval")
     ax.plot(line["date"], line["mean"], color="#d94801", linewidth=1.8, label="forecast")
-    ax.set_title(series, loc="left", fontsize=11)
+    # The chart says what it shows on its own, as an image saved from the page must too.
+    heading = series if title == series else f"{series}: {textwrap.shorten(title, 110, placeholder=' …')}"
+    ax.set_title(heading, loc="left", fontsize=11)
+    if units:
+        ax.set_ylabel(textwrap.shorten(units, 50, placeholder=" …"), fontsize=9)
     ax.grid(True, color="#e4e7eb", linewidth=0.8)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=4)
     values = np.concatenate([past["value"].to_numpy(), ahead["lo95"].to_numpy(), ahead["hi95"].to_numpy()])

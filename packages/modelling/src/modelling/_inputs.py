@@ -29,6 +29,8 @@ class SeriesRef:
     frequency: str
     file: str
     content_hash: str
+    title: str  # for people: the report's headings and axes
+    units: str
 
 
 def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
@@ -63,9 +65,11 @@ def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
             problems[key] = f"{path}: series {key!r}: 'file' {file!r} is not a relative path inside {scraped.name}/"
             continue
         content_hash = str(entry.get("content_hash", ""))
+        title, units = str(entry.get("title") or key), str(entry.get("units") or "")
         for column in columns:
             name = key if column == "value" else f"{key}:{column}"
-            refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash))
+            column_title = title if column == "value" else f"{title}: {column}"
+            refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash, column_title, units))
     return refs, problems
 
 

@@ -160,6 +160,7 @@ def run(
         "frequency": {n: by_name[n].ref.frequency for n in sorted(modelled)},
         "season_length": {n: SEASON_LENGTH[by_name[n].ref.frequency] for n in sorted(modelled)},
         "horizon": {n: config.horizon[by_name[n].ref.frequency] for n in sorted(modelled)},
+        "labels": {n: {"title": by_name[n].ref.title, "units": by_name[n].ref.units} for n in sorted(modelled)},
         "inputs": inputs,
         "failed": report.failed,
         "config_fingerprint": config_fp,
