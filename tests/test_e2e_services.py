@@ -109,7 +109,9 @@ def test_the_published_run_is_on_the_share_through_the_links(pipeline: Pipeline)
     names = set(pd.read_parquet(server_output / pipeline.run_id / "forecasts.parquet")["series"].astype(str))
     for sid in fred_ids():
         assert any(n == sid or n.endswith(f"/{sid}") for n in names), (sid, sorted(names))
-    assert "data:image/png;base64," in (server_output / pipeline.run_id / "report.html").read_text()
+    report = (server_output / pipeline.run_id / "report.html").read_text()
+    assert "data:image/png;base64," in report
+    assert "Source: FRED series " in report and 'class="warn"' not in report  # network data: no offline warning
     predictions = pipeline.on_share("modelling", "predictions", server=True)
     assert (predictions / pipeline.run_id / "run.json").is_file()
     for link in storage_links.links(pipeline.root):

@@ -44,6 +44,8 @@ def test_first_run_publishes_a_forecast_on_the_share(offline_runs):
     manifest = json.loads((on_share(root, share, "scraping", "scraped_data") / "manifest.json").read_text())
     for entry in manifest["series"].values():
         assert f"<p>{html.escape(entry['title'])} ({html.escape(entry['units'])})</p>" in report
+    n = len(manifest["series"])
+    assert f"{n} of {n} series come from the offline dataset bundled with statsmodels" in report
     for name in ("forecasts.parquet", "forecasts.csv", "scores.csv"):
         assert (output / run / name).stat().st_size > 0
     # One run id ties the stages' outputs and the log file together.

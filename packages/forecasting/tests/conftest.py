@@ -47,9 +47,14 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 LABELS = {
-    "GDP": {"title": "Gross Domestic Product", "units": "Billions of Dollars"},
-    "UNRATE": {"title": "Unemployment Rate", "units": "Percent"},
-    "CPI": {"title": "Consumer Price Index for All Urban Consumers: All Items", "units": "Index 1982-1984=100"},
+    "GDP": {"title": "Gross Domestic Product", "units": "Billions of Dollars", "source": "fred", "id": "GDP"},
+    "UNRATE": {"title": "Unemployment Rate", "units": "Percent", "source": "fred", "id": "UNRATE"},
+    "CPI": {
+        "title": "Consumer Price Index for All Urban Consumers: All Items",
+        "units": "Index 1982-1984=100",
+        "source": "fred",
+        "id": "CPIAUCSL",
+    },
 }
 
 

@@ -128,6 +128,8 @@ def test_report_is_self_contained_with_one_chart_per_series(make_predictions, mo
         title, units = LABELS[series]["title"], LABELS[series]["units"]
         assert f"<p>{title} ({units})</p>" in page  # under the heading
         assert f'<span class="note">{title}</span>' in page  # in the summary table
+        assert f"Source: FRED series {LABELS[series]['id']}. Published:" in page
+    assert 'class="warn"' not in page  # no series from the offline dataset
 
 
 def test_a_run_without_labels_is_reported_under_the_series_names(make_predictions, monkeypatch):
@@ -138,11 +140,21 @@ def test_a_run_without_labels_is_reported_under_the_series_names(make_prediction
     assert "<p>GDP</p>" not in page and 'class="note">GDP<' not in page  # the name is not repeated as a title
 
 
+def test_series_from_the_offline_dataset_are_said_to_be_so(make_predictions, monkeypatch):
+    offline = {"GDP": {"title": "Real GDP", "source": "bundled", "id": "statsmodels.macrodata.realgdp"}}
+    make_predictions("p1", labels={**LABELS, **offline})
+    assert run_cli(monkeypatch, "r1") == 0
+    page = (output_root() / "r1" / "report.html").read_text()
+    assert '<p class="warn">1 of 3 series come from the offline dataset bundled with statsmodels' in page
+    assert "Source: the offline dataset bundled with statsmodels, statsmodels.macrodata.realgdp. Published:" in page
+    assert "<p>Real GDP</p>" in page  # no units recorded: none shown
+
+
 def test_malformed_labels_are_an_input_error_naming_run_json(make_predictions, monkeypatch, capsys):
     make_predictions("p1", labels={"GDP": {"title": 7}})
     assert run_cli(monkeypatch, "r1") == InputError.exit_code
     err = capsys.readouterr().err
-    assert "run.json: labels must be an object keyed by series of {title, units} strings" in err
+    assert "run.json: labels must be an object keyed by series of {title, units, source, id} strings" in err
     assert not output_root().exists() or not any(output_root().iterdir())
 
 

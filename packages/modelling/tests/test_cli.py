@@ -52,7 +52,9 @@ def test_run_writes_every_file_in_the_documented_shape(two_series, predictions, 
     assert meta["horizon"] == {"bundled/realgdp": 8, "fred/SALES": 18}
     assert meta["failed"] == {}
     assert set(meta["inputs"]) == {"bundled/realgdp", "fred/SALES"}
-    assert meta["labels"] == {s: {"title": f"Test series {s}", "units": "Index"} for s in meta["inputs"]}
+    assert meta["labels"] == {
+        s: {"title": f"Test series {s}", "units": "Index", "source": "test", "id": s} for s in meta["inputs"]
+    }
     scores = pd.read_parquet(run_dir / "scores.parquet")
     assert (scores["folds"] == 3).all() and scores["mase"].notna().all()
     assert (predictions / "LATEST").read_text().strip() == "r1"

@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from modelling._inputs import read_manifest
+from modelling._inputs import Label, read_manifest
 
 
 @pytest.mark.parametrize("file", ["../../secrets.parquet", "/etc/passwd", "fred/../../x.parquet", ""])
@@ -22,7 +22,8 @@ def test_a_manifest_file_outside_scraped_data_is_a_problem_of_that_series_only(t
 def test_titles_and_units_come_from_the_manifest_and_name_the_column_of_a_multi_column_file(tmp_path):
     scraped = tmp_path / "scraped_data"
     scraped.mkdir()
-    curve = {"title": "Daily Treasury Par Yield Curve Rates", "units": "Percent", "columns": ["2yr", "10yr"]}
+    curve = {"title": "Daily Treasury Par Yield Curve Rates", "units": "Percent", "columns": ["2yr", "10yr"],
+             "source": "treasury", "id": "daily_treasury_yield_curve"}  # fmt: skip
     manifest = {
         "series": {
             "treasury/par_yield_curve": {**curve, "frequency": "B", "file": "treasury/par_yield_curve.parquet"},
@@ -34,8 +35,8 @@ def test_titles_and_units_come_from_the_manifest_and_name_the_column_of_a_multi_
     refs, problems = read_manifest(scraped)
 
     assert not problems
-    assert [(r.name, r.title, r.units) for r in refs] == [
-        ("fred/UNTITLED", "fred/UNTITLED", ""),
-        ("treasury/par_yield_curve:2yr", "Daily Treasury Par Yield Curve Rates: 2yr", "Percent"),
-        ("treasury/par_yield_curve:10yr", "Daily Treasury Par Yield Curve Rates: 10yr", "Percent"),
+    assert [(r.name, r.label) for r in refs] == [
+        ("fred/UNTITLED", Label("fred/UNTITLED", "", "", "")),
+        ("treasury/par_yield_curve:2yr", Label(f"{curve['title']}: 2yr", "Percent", "treasury", curve["id"])),
+        ("treasury/par_yield_curve:10yr", Label(f"{curve['title']}: 10yr", "Percent", "treasury", curve["id"])),
     ]

@@ -11,7 +11,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from storage_links import data_dir
 
@@ -32,6 +32,16 @@ COLUMNS = {
     "history.parquet": ["series", "date", "value"],
 }
 RUN_KEYS = ("run_id", "created_at", "frequency", "season_length", "horizon", "inputs", "failed")
+LABEL_KEYS = ("title", "units", "source", "id")
+
+
+class Label(NamedTuple):
+    """run.json's labels entry for one series: its title, units, and scraping's source name and id."""
+
+    title: str
+    units: str
+    source: str
+    id: str
 
 
 @dataclass(frozen=True)
@@ -50,11 +60,10 @@ class Predictions:
     def season_length(self, series: str) -> int:
         return int(self.meta["season_length"].get(series, 1))
 
-    def label(self, series: str) -> tuple[str, str]:
-        """The series' title and units from the source's metadata; runs made before modelling recorded
-        them have none, and get the series name and no units."""
+    def label(self, series: str) -> Label:
+        """What the source says of the series; runs made before modelling recorded it get the series name."""
         label = self.meta.get("labels", {}).get(series, {})
-        return label.get("title") or series, label.get("units", "")
+        return Label(label.get("title") or series, *(label.get(k, "") for k in LABEL_KEYS[1:]))
 
 
 def predictions_dir() -> Path:
@@ -120,10 +129,10 @@ def _read_meta(path: Path) -> dict:
             raise InputError(f"{path}: {key} must be an object keyed by series")
     labels = meta.get("labels", {})
     if not isinstance(labels, dict) or not all(
-        isinstance(label, dict) and all(isinstance(label.get(k, ""), str) for k in ("title", "units"))
+        isinstance(label, dict) and all(isinstance(label.get(k, ""), str) for k in LABEL_KEYS)
         for label in labels.values()
     ):
-        raise InputError(f"{path}: labels must be an object keyed by series of {{title, units}} strings")
+        raise InputError(f"{path}: labels must be an object keyed by series of {{{', '.join(LABEL_KEYS)}}} strings")
     return meta
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from forecasting._inputs import Predictions
+from forecasting._inputs import Label, Predictions
 from forecasting._select import Published
 
 _CSS = """
@@ -30,8 +30,16 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.chosen td { font-weight: 600; }
 img { max-width: 100%; height: auto; display: block; }
 .note { color: #52606d; font-size: .85rem; }
+.warn { background: #fff4e5; border-left: 4px solid #d94801; padding: .4rem .6rem; }
 """
 _CHOSEN = ' class="chosen"'
+_BUNDLED = "bundled"
+# scraping's source names (manifest 'source'), as a reader would say them
+_SOURCES = {
+    "fred": "FRED series {id}",
+    "treasury": "U.S. Treasury, {id}",
+    _BUNDLED: "the offline dataset bundled with statsmodels, {id}",
+}
 
 
 def render(run: str, predictions: Predictions, published: Published, history_points: int) -> str:
@@ -46,6 +54,7 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
         f'<p class="meta">Created {created} from predictions run {_e(predictions.run_id)} '
         f"({_e(predictions.meta.get('created_at', '?'))}). {len(published.choices)} series published"
         f"{', ' + str(len(published.failed)) + ' failed in modelling' if published.failed else ''}.</p>",
+        _offline_note(predictions, published),
         _calibration_note(published),
         _summary_table(predictions, published),
         _failed_list(published),
@@ -53,13 +62,12 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
     history = dict(tuple(predictions.history.groupby("series", sort=False)))
     forecasts = dict(tuple(published.forecasts.groupby("series", sort=False)))
     for series, choice in published.choices.items():
-        title, units = predictions.label(series)
-        label = " ".join(filter(None, [title if title != series else "", f"({units})" if units else ""]))
-        chart = _chart(series, title, units, history[series], forecasts[series], history_points)
+        label = predictions.label(series)
+        chart = _chart(series, label, history[series], forecasts[series], history_points)
         parts.append(
-            f'<h2 id="{_anchor(series)}">{_e(series)}</h2>'
-            f"{f'<p>{_e(label)}</p>' if label else ''}"
-            f'<p class="note">Published: {_e(choice.describe())}; backtest MASE {_num(choice.mase)}.</p>'
+            f'<h2 id="{_anchor(series)}">{_e(series)}</h2>{_title_line(series, label)}'
+            f'<p class="note">{_source(label)}Published: {_e(choice.describe())}; '
+            f"backtest MASE {_num(choice.mase)}.</p>"
             f'<img alt="{_e(series)}: history, forecast, 80% and 95% intervals" '
             f'src="data:image/png;base64,{chart}">'
         )
@@ -94,6 +102,33 @@ def _accuracy_table(published: Published) -> str:
     )
 
 
+def _offline_note(predictions: Predictions, published: Published) -> str:
+    """A warning when series come from the offline dataset: forecasts of old data, not of today's."""
+    bundled = [s for s in published.choices if predictions.label(s).source == _BUNDLED]
+    if not bundled:
+        return ""
+    return (
+        f'<p class="warn">{len(bundled)} of {len(published.choices)} series come from the offline dataset '
+        "bundled with statsmodels (U.S. quarterly macro data), not from the network: scraping ran without a "
+        "FRED key. Set FRED_API_KEY for current data.</p>"
+    )
+
+
+def _title_line(series: str, label: Label) -> str:
+    """The title (unless it is just the series name again) and units under a series' heading."""
+    words = [label.title if label.title != series else "", f"({label.units})" if label.units else ""]
+    line = " ".join(filter(None, words))
+    return f"<p>{_e(line)}</p>" if line else ""
+
+
+def _source(label: Label) -> str:
+    """'Source: FRED series GDP. ' and the like, or nothing when the run did not record it."""
+    if not label.source:
+        return ""
+    described = _SOURCES.get(label.source, "{source} {id}").format(source=label.source, id=label.id)
+    return f"Source: {_e(described.strip())}. "
+
+
 def _calibration_note(published: Published) -> str:
     """How the published intervals were rescaled per frequency (see _calibrate.py)."""
     if not published.calibration:
@@ -122,7 +157,7 @@ def _summary_table(predictions: Predictions, published: Published) -> str:
         horizon = predictions.meta["horizon"].get(series, "")
         cov80 = _pct(row["coverage80"]) if row is not None else "–"
         cov95 = _pct(row["coverage95"]) if row is not None else "–"
-        title = predictions.label(series)[0]
+        title = predictions.label(series).title
         subtitle = f'<br><span class="note">{_e(title)}</span>' if title != series else ""
         rows.append(
             f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a>{subtitle}</td><td>{_e(freq)}</td>'
@@ -143,9 +178,7 @@ def _failed_list(published: Published) -> str:
     return f"<h2>Not published (failed in modelling)</h2><ul>{items}</ul>"
 
 
-def _chart(
-    series: str, title: str, units: str, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int
-) -> str:
+def _chart(series: str, label: Label, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int) -> str:
     past = history.sort_values("date").tail(history_points)
     ahead = forecast.sort_values("date")
     fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
@@ -162,10 +195,10 @@ def _chart(
     ax.fill_between(ahead["date"], ahead["lo80"], ahead["hi80"], color="#4292c6", alpha=0.55, label="80% interval")
     ax.plot(line["date"], line["mean"], color="#d94801", linewidth=1.8, label="forecast")
     # The chart says what it shows on its own, as an image saved from the page must too.
-    heading = series if title == series else f"{series}: {textwrap.shorten(title, 110, placeholder=' …')}"
+    heading = series if label.title == series else f"{series}: {textwrap.shorten(label.title, 110, placeholder=' …')}"
     ax.set_title(heading, loc="left", fontsize=11)
-    if units:
-        ax.set_ylabel(textwrap.shorten(units, 50, placeholder=" …"), fontsize=9)
+    if label.units:
+        ax.set_ylabel(textwrap.shorten(label.units, 50, placeholder=" …"), fontsize=9)
     ax.grid(True, color="#e4e7eb", linewidth=0.8)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=4)
     values = np.concatenate([past["value"].to_numpy(), ahead["lo95"].to_numpy(), ahead["hi95"].to_numpy()])

@@ -22,6 +22,16 @@ MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
+class Label:
+    """What a reader of the report is told about a series, as the manifest gives it (run.json 'labels')."""
+
+    title: str
+    units: str
+    source: str  # scraping's source name: fred, treasury, bundled
+    id: str  # the source's own id for it
+
+
+@dataclass(frozen=True)
 class SeriesRef:
     name: str
     key: str
@@ -29,8 +39,7 @@ class SeriesRef:
     frequency: str
     file: str
     content_hash: str
-    title: str  # for people: the report's headings and axes
-    units: str
+    label: Label
 
 
 def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
@@ -65,11 +74,12 @@ def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
             problems[key] = f"{path}: series {key!r}: 'file' {file!r} is not a relative path inside {scraped.name}/"
             continue
         content_hash = str(entry.get("content_hash", ""))
-        title, units = str(entry.get("title") or key), str(entry.get("units") or "")
+        title, units, source, source_id = (str(entry.get(k) or "") for k in ("title", "units", "source", "id"))
         for column in columns:
             name = key if column == "value" else f"{key}:{column}"
-            column_title = title if column == "value" else f"{title}: {column}"
-            refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash, column_title, units))
+            column_title = (title or key) if column == "value" else f"{title or key}: {column}"
+            label = Label(column_title, units, source, source_id)
+            refs.append(SeriesRef(name, key, str(column), frequency, file, content_hash, label))
     return refs, problems
 
 

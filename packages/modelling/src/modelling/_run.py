@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -160,7 +160,7 @@ def run(
         "frequency": {n: by_name[n].ref.frequency for n in sorted(modelled)},
         "season_length": {n: SEASON_LENGTH[by_name[n].ref.frequency] for n in sorted(modelled)},
         "horizon": {n: config.horizon[by_name[n].ref.frequency] for n in sorted(modelled)},
-        "labels": {n: {"title": by_name[n].ref.title, "units": by_name[n].ref.units} for n in sorted(modelled)},
+        "labels": {n: asdict(by_name[n].ref.label) for n in sorted(modelled)},
         "inputs": inputs,
         "failed": report.failed,
         "config_fingerprint": config_fp,
