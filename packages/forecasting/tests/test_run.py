@@ -130,6 +130,10 @@ def test_report_is_self_contained_with_one_chart_per_series(make_predictions, mo
         assert f'<span class="note">{title}</span>' in page  # in the summary table
         assert f"Source: FRED series {LABELS[series]['id']}. Published:" in page
     assert 'class="warn"' not in page  # no series from the offline dataset
+    history = pd.read_parquet(data_dir("modelling", "predictions") / "p1" / "history.parquet")
+    for series, last in history.groupby("series")["date"].max().items():
+        row = page.split(f">{series}</a>")[1].split("</tr>")[0]  # the summary table's row
+        assert f"<td>{last:%Y-%m-%d}</td>" in row
 
 
 def test_a_run_without_labels_is_reported_under_the_series_names(make_predictions, monkeypatch):

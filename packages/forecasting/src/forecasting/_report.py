@@ -150,9 +150,11 @@ def _calibration_note(published: Published) -> str:
 
 def _summary_table(predictions: Predictions, published: Published) -> str:
     chosen = published.scores[published.scores["chosen"]].set_index("series")
+    last_observed = predictions.history.groupby("series")["date"].max()  # how fresh each forecast's data are
     rows = []
     for series, choice in published.choices.items():
         row = chosen.loc[series] if series in chosen.index else None
+        last = f"{last_observed[series]:%Y-%m-%d}" if series in last_observed.index else "–"
         freq = predictions.meta["frequency"].get(series, "")
         horizon = predictions.meta["horizon"].get(series, "")
         cov80 = _pct(row["coverage80"]) if row is not None else "–"
@@ -160,12 +162,13 @@ def _summary_table(predictions: Predictions, published: Published) -> str:
         title = predictions.label(series).title
         subtitle = f'<br><span class="note">{_e(title)}</span>' if title != series else ""
         rows.append(
-            f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a>{subtitle}</td><td>{_e(freq)}</td>'
+            f'<tr><td><a href="#{_anchor(series)}">{_e(series)}</a>{subtitle}</td><td>{_e(freq)}</td><td>{last}</td>'
             f'<td class="num">{_e(horizon)}</td><td>{_e(choice.describe())}</td>'
             f'<td class="num">{_num(choice.mase)}</td><td class="num">{cov80}</td><td class="num">{cov95}</td></tr>'
         )
     return (
-        '<h2>Series</h2><table><thead><tr><th>series</th><th>frequency</th><th class="num">horizon</th>'
+        "<h2>Series</h2><table><thead><tr><th>series</th><th>frequency</th><th>last observation</th>"
+        '<th class="num">horizon</th>'
         '<th>published</th><th class="num">backtest MASE</th><th class="num">coverage 80%</th>'
         f'<th class="num">coverage 95%</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
     )
