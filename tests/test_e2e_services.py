@@ -126,7 +126,8 @@ def test_the_run_is_in_the_blob_container_with_its_marker_last(pipeline: Pipelin
     marker = json.loads(pipeline.blobs[f"{run}/_SUCCESS"])
     assert marker["run_id"] == run
     assert set(OUTPUTS) <= set(marker["files"])
-    assert {name.split("/")[0] for name in pipeline.blobs} == {run}
+    assert {name.split("/")[0] for name in pipeline.blobs} == {run, "LATEST"}
+    assert pipeline.blobs["LATEST"] == f"{run}\n".encode()  # readers find the newest complete run
 
 
 def test_one_run_id_ties_the_log_to_every_stage(pipeline: Pipeline) -> None:

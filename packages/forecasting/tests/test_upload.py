@@ -39,7 +39,7 @@ def test_upload_writes_every_file_with_its_content_type_and_the_marker_last(publ
     proxy = blob_target.through_proxy()
     assert main(["upload"]) == 0
     blobs = blob_target.blobs()
-    assert sorted(blobs) == sorted(f"r1/{n}" for n in [*FILES, "_SUCCESS"])
+    assert sorted(blobs) == sorted([*(f"r1/{n}" for n in [*FILES, "_SUCCESS"]), "LATEST"])
     container = blob_target.service.get_container_client(blob_target.container)
     for name in FILES:
         blob = blobs[f"r1/{name}"]
@@ -48,7 +48,11 @@ def test_upload_writes_every_file_with_its_content_type_and_the_marker_last(publ
         assert container.download_blob(f"r1/{name}").readall() == local_file("r1", name)
     puts = [path.split("?")[0] for method, path in proxy.requests if method == "PUT" and "/r1/" in path]
     assert len(puts) == len(FILES) + 1
-    assert puts[-1].endswith("/r1/_SUCCESS")  # the marker is the last thing written
+    assert puts[-1].endswith("/r1/_SUCCESS")  # the marker is the last of the run's blobs written
+    last_put = [path.split("?")[0] for method, path in proxy.requests if method == "PUT"][-1]
+    assert last_put.endswith(f"/{blob_target.container}/LATEST")  # then LATEST points at the complete run
+    assert container.download_blob("LATEST").readall() == b"r1\n"
+    assert blobs["LATEST"].content_settings.content_type == "text/plain; charset=utf-8"
 
 
 def test_second_upload_sends_nothing_and_changes_no_blob(published, blob_target):
@@ -58,8 +62,9 @@ def test_second_upload_sends_nothing_and_changes_no_blob(published, blob_target)
     assert main(["upload", "--run", "r1"]) == 0
     after = {n: (b.etag, b.last_modified) for n, b in blob_target.blobs().items()}
     assert after == before
-    assert [(m, p) for m, p in proxy.requests if m in ("PUT", "DELETE") and "/r1/" in p] == []
-    assert sum(m == "HEAD" for m, _ in proxy.requests) == len(FILES) + 1  # it did compare every blob
+    blob_writes = [(m, p) for m, p in proxy.requests if m in ("PUT", "DELETE") and "restype=container" not in p]
+    assert blob_writes == []  # (the container is asked for, and found to exist)
+    assert sum(m == "HEAD" for m, _ in proxy.requests) == len(FILES) + 2  # it did compare every blob and LATEST
 
 
 def test_a_changed_file_unmarks_the_run_before_it_is_sent_again(published, blob_target):
@@ -72,6 +77,22 @@ def test_a_changed_file_unmarks_the_run_before_it_is_sent_again(published, blob_
         (m, p.split("?")[0].rsplit("/", 1)[1]) for m, p in proxy.requests if m in ("PUT", "DELETE") and "/r1/" in p
     ]
     assert writes == [("DELETE", "_SUCCESS"), ("PUT", "report.html"), ("PUT", "_SUCCESS")]
+
+
+def test_latest_follows_the_newest_local_run_and_an_older_one_uploaded_again_leaves_it(
+    published, blob_target, make_predictions, monkeypatch
+):
+    assert main(["upload"]) == 0
+    make_predictions("p2", seed=1)
+    monkeypatch.setenv("PIPELINE_RUN_ID", "r2")
+    assert main(["run"]) == 0
+    assert main(["upload"]) == 0
+    container = blob_target.service.get_container_client(blob_target.container)
+    assert container.download_blob("LATEST").readall() == b"r2\n"
+    (data_dir("forecasting", "data") / "output" / "r1" / "report.html").write_text("<html>r1 again</html>")
+    assert main(["upload", "--run", "r1"]) == 0
+    assert container.download_blob("r1/report.html").readall() == b"<html>r1 again</html>"
+    assert container.download_blob("LATEST").readall() == b"r2\n"
 
 
 def test_connection_cut_mid_upload_is_retried(published, blob_target):
@@ -89,7 +110,7 @@ def test_connection_that_keeps_failing_is_reported_and_the_run_is_not_marked(pub
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "failed after retries" in errors[0] and "_SUCCESS not written" in errors[0]
     assert proxy.cut_count >= 4  # the configured 4 attempts
-    assert "r1/_SUCCESS" not in blob_target.blobs()
+    assert "r1/_SUCCESS" not in blob_target.blobs() and "LATEST" not in blob_target.blobs()
 
 
 def test_wrong_key_is_one_clear_error_without_the_key(published, blob_target, capsys):

@@ -23,7 +23,7 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettin
 
 from forecasting._config import ACCOUNT_ENV, CONNECTION_STRING_ENV, KEY_ENV, BlobCredentials, Settings
 from forecasting._errors import CredentialsError, UploadError
-from forecasting._upload import MARKER, UploadResult
+from forecasting._upload import LATEST_BLOB, MARKER, UploadResult
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,14 @@ CONTENT_TYPES = {
 
 
 def send(
-    creds: BlobCredentials, container: str, run: str, files: dict[str, Path], settings: Settings, dry_run: bool
+    creds: BlobCredentials,
+    container: str,
+    run: str,
+    files: dict[str, Path],
+    settings: Settings,
+    dry_run: bool,
+    *,
+    point_latest: bool,
 ) -> UploadResult:
     where = f"{creds.endpoint} (account {creds.account}, container {container})"
     client = _container_client(creds, container, settings)
@@ -56,8 +63,10 @@ def send(
         todo = [name for name in files if stored[name] != digests[name]]
         result.skipped = [f"{run}/{n}" for n in files if n not in todo]
         marker_fresh = not todo and stored[MARKER] == digests[MARKER]
+        latest = f"{run}\n".encode()
+        move_latest = point_latest and _stored_md5(client, LATEST_BLOB) != hashlib.md5(latest).digest()
         if dry_run:
-            sends = [*todo, *([] if marker_fresh else [MARKER])]
+            sends = [*todo, *([] if marker_fresh else [MARKER]), *([LATEST_BLOB] if move_latest else [])]
             log.info(
                 "dry run: would upload %s to %s; %d unchanged",
                 ", ".join(sends) or "nothing",
@@ -76,6 +85,11 @@ def send(
         else:
             _put(client, f"{run}/{MARKER}", payloads[MARKER], digests[MARKER])
             result.uploaded.append(f"{run}/{MARKER}")
+        if move_latest:  # only now that the run is complete
+            _put(client, LATEST_BLOB, latest, hashlib.md5(latest).digest())
+            result.uploaded.append(LATEST_BLOB)
+        elif point_latest:
+            result.skipped.append(LATEST_BLOB)
     log.info("uploaded run %s to %s: %d sent, %d unchanged", run, where, len(result.uploaded), len(result.skipped))
     return result
 

@@ -2,7 +2,9 @@
 
 Idempotent: a blob whose stored Content-MD5 equals the local file's is not sent again. Nothing is
 half-published: the files go first and the <run_id>/_SUCCESS marker last; when any file has to
-change, an existing marker is deleted before the first byte is sent. Transient failures (reset
+change, an existing marker is deleted before the first byte is sent. Uploading the newest local run
+(the one data/output/LATEST names) then points the container's LATEST blob at it, as the local
+LATEST file does, so readers find the newest complete run without listing the container. Transient failures (reset
 connections, timeouts, 5xx) are retried by the SDK's retry policy, configured here.
 """
 
@@ -27,6 +29,7 @@ from forecasting._publish import INPUTS_FILE, OUTPUT_FILES, input_dir, latest_ou
 log = logging.getLogger(__name__)
 
 MARKER = "_SUCCESS"
+LATEST_BLOB = "LATEST"
 
 
 @dataclass
@@ -49,7 +52,8 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
             raise CredentialsError(f"no Blob Storage credentials in the environment ({hint})")
         log.info("upload skipped: no Blob Storage credentials (%s); output stays local", hint)
         return None
-    run = run or latest_output()
+    newest = latest_output()
+    run = run or newest
     if run is None:
         raise ForecastingError(f"nothing to upload: {output_dir() / 'LATEST'} not found; run `forecasting run` first")
     files = _run_files(run)
@@ -61,7 +65,7 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
     from forecasting._blob import send
 
     try:
-        return send(credentials, container, run, files, settings, dry_run)
+        return send(credentials, container, run, files, settings, dry_run, point_latest=run == newest)
     except ForecastingError as exc:
         raise type(exc)(_redact(str(exc), credentials)) from None
 
