@@ -2,10 +2,11 @@
 
 Idempotent: a blob whose stored Content-MD5 equals the local file's is not sent again. Nothing is
 half-published: the files go first and the <run_id>/_SUCCESS marker last; when any file has to
-change, an existing marker is deleted before the first byte is sent. Uploading the newest local run
-(the one data/output/LATEST names) then points the container's LATEST blob at it, as the local
-LATEST file does, so readers find the newest complete run without listing the container. Transient failures (reset
-connections, timeouts, 5xx) are retried by the SDK's retry policy, configured here.
+change, an existing marker is deleted before the first byte is sent. Uploading the newest local
+run (the one data/output/LATEST names) then points the container's LATEST blob at it, as the local
+LATEST file does, so readers find the newest complete run without listing the container.
+Transient failures (reset connections, timeouts, 5xx) are retried by the SDK's retry policy,
+configured here.
 """
 
 from __future__ import annotations
