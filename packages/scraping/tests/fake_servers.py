@@ -1,5 +1,6 @@
 """A real HTTP server on loopback that speaks FRED's `series` and `series/observations` (XML and JSON)
-and serves Treasury-style TextView pages, with faults scripted per series.
+and serves Treasury-style TextView pages and any other page put in `pages`, with faults scripted
+per series (or "treasury", or a page's path).
 
 Tests (and bench/bench_scraping.py) start it, point FRED_API_BASE_URL / TREASURY_BASE_URL at it,
 and read back every request it saw, with its arrival time.
@@ -85,6 +86,7 @@ class FakeServer:
         self.requests: list[Request] = []
         self.treasury_layout = "current"  # "current", "renamed" (10 Yr column renamed), "no-table"
         self.treasury_override: dict[tuple[date, str], str] = {}
+        self.pages: dict[str, str] = {}  # path -> HTML served there (the [[html]] sources' tests)
         self.latency = 0.0  # added to every answer (the benchmark's stand-in for a real network)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -124,11 +126,14 @@ class FakeServer:
     def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes, float]:
         with self._lock:
             self.requests.append(Request(time.monotonic(), path, params))
-            target = "treasury" if path == TEXTVIEW else params.get("series_id", "")
+            target = "treasury" if path == TEXTVIEW else path if path in self.pages else params.get("series_id", "")
             fault = self.faults[target].popleft() if self.faults[target] else Fault()
+            page = self.pages.get(path)
         if fault.status is not None:
             return fault.status, fault.headers, fault.body or b"", fault.delay
-        if path == TEXTVIEW:
+        if page is not None:
+            status, ctype, body = 200, "text/html; charset=utf-8", page.encode()
+        elif path == TEXTVIEW:
             status, ctype, body = 200, "text/html; charset=utf-8", self._treasury_page(params).encode()
         else:
             status, ctype, body = self._fred(path, params)

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime
 import pytest
 from fake_servers import FakeServer
 from scraping import LayoutChanged, load_config, run
-from scraping._html_table import parse_table
-from scraping._treasury import COLUMNS, PAR_YIELD_CURVE, months_to_fetch
+from scraping._html_table import months_to_fetch, parse_table
+from scraping._treasury import PAR_YIELD_CURVE
 from support import manifest, snapshot, stored, write_config
 
 MATURITY_COLUMNS = [
@@ -46,10 +46,10 @@ def test_first_run_backfills_the_configured_months(tmp_path, project, server):
     pages = server.requests_to("TextView")
     assert len(pages) == 2 and all(p.params["type"] == "daily_treasury_yield_curve" for p in pages)
     frame = stored(project, "treasury/par_yield_curve")
-    assert list(frame.columns) == ["date", *MATURITY_COLUMNS] == ["date", *COLUMNS]
+    assert list(frame.columns) == ["date", *MATURITY_COLUMNS] == ["date", *(c.name for c in PAR_YIELD_CURVE.columns)]
     days = expected_days(server)
     assert [d.date() for d in frame["date"]] == days
-    assert str(frame["date"].dtype) == "datetime64[ns]" and all(frame[c].dtype == "float64" for c in COLUMNS)
+    assert str(frame["date"].dtype) == "datetime64[ns]" and all(frame[c].dtype == "float64" for c in MATURITY_COLUMNS)
     first = days[0]
     assert frame["10yr"].iloc[0] == float(server.treasury_value(first, "10yr"))
     assert frame["30yr"].iloc[-1] == float(server.treasury_value(days[-1], "30yr"))
@@ -150,7 +150,7 @@ def test_a_month_with_no_published_day_yet_is_empty_not_an_error():
 
     frame = parse_table(html, PAR_YIELD_CURVE, "test page")
 
-    assert frame.empty and list(frame.columns) == ["date", *COLUMNS]
+    assert frame.empty and list(frame.columns) == ["date", *MATURITY_COLUMNS]
 
 
 def test_months_to_fetch():

@@ -38,6 +38,7 @@ _BUNDLED = "bundled"
 _SOURCES = {
     "fred": "FRED series {id}",
     "treasury": "U.S. Treasury, {id}",
+    "html": "the HTML table {id}",
     _BUNDLED: "the offline dataset bundled with statsmodels, {id}",
 }
 

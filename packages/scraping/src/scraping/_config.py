@@ -10,16 +10,26 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from scraping._errors import ConfigError
+from scraping._html_table import Column, TableSource, TableSpec
 
 PROFILES = ("local", "prod")
 FRED_FORMATS = ("xml", "json")
 DEFAULT_FRED_BASE_URL = "https://api.stlouisfed.org/fred"
 DEFAULT_TREASURY_BASE_URL = "https://home.treasury.gov"
 _FRED_ID = re.compile(r"[A-Z0-9_]{1,64}")  # ids become file names, so nothing else is allowed
+_HTML_NAME = re.compile(r"[a-z0-9_]{1,64}")  # html/<name>.parquet
+_COLUMN_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
+FREQUENCIES = ("D", "B", "W", "M", "Q", "A")  # the manifest's codes, as FRED's are mapped
+_HTML_KEYS = {
+    *("name", "title", "units", "frequency", "seasonal_adjustment", "url", "table", "rows", "empty"),
+    *("date", "columns", "missing", "backfill_months"),
+}
+_HTML_MISSING = ("", "N/A", "NA", "-", "\u2014")  # a cell holding one of these is a missing value
 
 
 def default_config_path() -> Path:
@@ -65,6 +75,7 @@ class Config:
     http: HttpSettings
     fred: FredSettings
     treasury: TreasurySettings
+    html: tuple[TableSource, ...] = ()  # the [[html]] tables, fetched like the Treasury curve
 
     @property
     def offline(self) -> bool:
@@ -96,7 +107,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
-    _only(path, "", data, {"http", "fred", "treasury"})
+    _only(path, "", data, {"http", "fred", "treasury", "html"})
     http_t = _table(path, data, "http")
     fred_t = _table(path, data, "fred")
     tres_t = _table(path, data, "treasury")
@@ -155,7 +166,138 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
             backfill_months=_count(path, "treasury.backfill_months", tres_t.get("backfill_months", 24), minimum=1),
             base_url=_base_url(env, "TREASURY_BASE_URL", DEFAULT_TREASURY_BASE_URL),
         ),
+        html=_html_sources(path, data.get("html", [])),
     )
+
+
+def _html_sources(path: Path, tables: object) -> tuple[TableSource, ...]:
+    """The [[html]] tables, each checked whole: selectors, URL template, date format, columns."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{path}: html must be an array of tables ([[html]])")
+    sources, names = [], set()
+    for number, table in enumerate(tables):
+        name = table.get("name")
+        if not isinstance(name, str) or not _HTML_NAME.fullmatch(name):
+            raise ConfigError(f"{path}: html[{number}].name must be 1-64 of a-z, 0-9 and '_', not {name!r}")
+        if name in names:
+            raise ConfigError(f"{path}: html.{name}: the name is used twice")
+        names.add(name)
+        sources.append(_html_source(path, f"html.{name}", table))
+    return tuple(sources)
+
+
+def _html_source(path: Path, where: str, table: dict) -> TableSource:
+    _only(path, where, table, _HTML_KEYS)
+    for key in ("url", "table", "frequency", "date", "columns"):
+        if key not in table:
+            raise ConfigError(f"{path}: {where}.{key} is missing")
+    text = {key: _text(path, f"{where}.{key}", table.get(key, default)) for key, default in (
+        ("title", table["name"]), ("units", ""), ("seasonal_adjustment", ""), ("url", ""), ("frequency", ""),
+    )}  # fmt: skip
+    if text["frequency"] not in FREQUENCIES:
+        allowed = ", ".join(FREQUENCIES)
+        raise ConfigError(f"{path}: {where}.frequency must be one of {allowed}, not {text['frequency']!r}")
+    url = _url_template(path, f"{where}.url", text["url"])
+    selectors = {
+        key: _selector(path, f"{where}.{key}", table.get(key, default))
+        for key, default in (("table", None), ("rows", "tbody tr"), ("empty", None))
+        if key in table or default is not None
+    }
+    date_t = table["date"]
+    if not isinstance(date_t, dict):
+        raise ConfigError(f"{path}: {where}.date must be a table (header or class, and format)")
+    _only(path, f"{where}.date", date_t, {"header", "class", "format"})
+    date_column = _html_column(path, f"{where}.date", "date", {k: v for k, v in date_t.items() if k != "format"})
+    date_format = _date_format(path, f"{where}.date.format", date_t.get("format"))
+    columns_t = table["columns"]
+    if not isinstance(columns_t, dict) or not columns_t:
+        raise ConfigError(f"{path}: {where}.columns must be a table of stored name = header (at least one)")
+    for name in columns_t:
+        if not _COLUMN_NAME.fullmatch(name) or name == "date":
+            raise ConfigError(f"{path}: {where}.columns.{name}: a stored name is 1-64 of letters, digits, '_', '.' "
+                              "(and not 'date')")  # fmt: skip
+    columns = tuple(_html_column(path, f"{where}.columns.{n}", n, spec) for n, spec in columns_t.items())
+    missing = table.get("missing", list(_HTML_MISSING))
+    if not isinstance(missing, list) or not all(isinstance(m, str) for m in missing):
+        raise ConfigError(f"{path}: {where}.missing must be a list of strings")
+    spec = TableSpec(
+        title=text["title"],
+        url_template=url,
+        table_selector=selectors["table"],
+        row_selector=selectors["rows"],
+        empty_selector=selectors.get("empty"),
+        date_column=date_column,
+        date_format=date_format,
+        columns=columns,
+        missing_markers=frozenset(missing),
+    )
+    if "backfill_months" in table and not spec.monthly:
+        raise ConfigError(f"{path}: {where}.backfill_months: only for a url with {{month}} (one page per month)")
+    meta = {
+        "source": "html",
+        "id": table["name"],
+        "title": text["title"],
+        "units": text["units"],
+        "frequency": text["frequency"],
+        "seasonal_adjustment": text["seasonal_adjustment"],
+        "last_updated": None,  # a page does not say; fetched_at tells when it last changed here
+    }
+    backfill = _count(path, f"{where}.backfill_months", table.get("backfill_months", 24), minimum=1)
+    return TableSource(f"html/{table['name']}", spec, meta, "", backfill)
+
+
+def _html_column(path: Path, where: str, name: str, spec: object) -> Column:
+    """A column given by its header text ("10 Yr"), or a table of header and/or class and required."""
+    if isinstance(spec, str):
+        spec = {"header": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: {where} must be a header text or a table (header, class, required)")
+    _only(path, where, spec, {"header", "class", "required"})
+    header, cell_class = (_text(path, f"{where}.{k}", spec.get(k, "")).strip() for k in ("header", "class"))
+    if not header and not cell_class:
+        raise ConfigError(f"{path}: {where} needs a header or a class to find the column by")
+    required = spec.get("required", True)
+    if not isinstance(required, bool):
+        raise ConfigError(f"{path}: {where}.required must be true or false")
+    return Column(name, cell_class, header, required)
+
+
+def _text(path: Path, key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} must be a string, not {value!r}")
+    return value
+
+
+def _url_template(path: Path, key: str, url: str) -> str:
+    try:
+        example = url.format(base="", month=date(2024, 1, 1))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{path}: {key}: only {{month}} (with a date format, as {{month:%Y%m}}) may be filled in "
+                          f"({type(exc).__name__}: {exc})") from None  # fmt: skip
+    _check_url(example, f"{path}: {key}")
+    return url
+
+
+def _selector(path: Path, key: str, selector: object) -> str:
+    from selectolax.lexbor import LexborHTMLParser, SelectolaxError
+
+    selector = _text(path, key, selector)
+    try:
+        LexborHTMLParser("<html></html>").css_first(selector)
+    except SelectolaxError:
+        raise ConfigError(f"{path}: {key}: {selector!r} is not a CSS selector") from None
+    return selector
+
+
+def _date_format(path: Path, key: str, fmt: object) -> str:
+    fmt = _text(path, key, fmt if fmt is not None else "%Y-%m-%d")
+    try:
+        datetime.strptime(datetime(2024, 1, 31).strftime(fmt), fmt)
+    except ValueError:
+        raise ConfigError(f"{path}: {key}: {fmt!r} is not a date format that reads back (as %m/%d/%Y)") from None
+    if "%" not in fmt:
+        raise ConfigError(f"{path}: {key}: {fmt!r} has no date fields (as %Y-%m-%d)")
+    return fmt
 
 
 def _api_key(env: Mapping[str, str]) -> str | None:
@@ -180,13 +322,17 @@ def _api_key(env: Mapping[str, str]) -> str | None:
 
 def _base_url(env: Mapping[str, str], name: str, default: str) -> str:
     url = env.get(name) or default
+    _check_url(url, f"{name}={url!r}")
+    return url.rstrip("/")
+
+
+def _check_url(url: str, where: str) -> None:
     if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
-        raise ConfigError(f"{name}={url!r}: must be an http:// or https:// URL")
+        raise ConfigError(f"{where}: must be an http:// or https:// URL")
     try:
         urlsplit(url).port  # noqa: B018 - raises on a bad host or port, as httpx would on the first request
     except ValueError as exc:
-        raise ConfigError(f"{name}={url!r}: not a valid URL ({exc})") from None
-    return url.rstrip("/")
+        raise ConfigError(f"{where}: not a valid URL ({exc})") from None
 
 
 def _check_id(sid: str, where: str) -> None:

@@ -1,7 +1,8 @@
 """One scraping run: decide per series what to ask for, fetch it, store what changed, report.
 
 Offline (local profile, no FRED key): store the bundled dataset, touch no network.
-Online: every configured FRED series (or only those given), then the Treasury curve.
+Online: every configured FRED series (or only those given), then the Treasury curve and the
+[[html]] tables.
 A series that fails keeps its previous good file; the others go on.
 """
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from scraping._fred import FredSource
+    from scraping._html_table import TableSource
     from scraping._http import Fetcher
 
 # The network modules, pandas and numpy are imported where they are used: an offline run with
@@ -131,6 +133,8 @@ def run(
     from scraping._fred import FredSource
     from scraping._http import Fetcher
 
+    tables = [*([_treasury.source(config.treasury)] if config.treasury.enabled else []), *config.html]
+
     fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
     stopped = False
     try:
@@ -141,11 +145,8 @@ def run(
                 record(_plan(store, f"fred/{series_id}"))
         else:
             _fred_series(store, fred, fetcher, ids, config.fred.revision_lookback_days, record)
-        if config.treasury.enabled and not only:
-            if dry_run:
-                record(_plan(store, _treasury.KEY))
-            else:
-                record(_guard(_treasury.KEY, _treasury_curve, store, fetcher, config))
+        for table in tables if not only else []:
+            record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
         hand_on(wait=True)
     except KeyboardInterrupt:
         stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
@@ -299,20 +300,25 @@ def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[
     return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"])
 
 
-def _treasury_curve(store: Store, fetcher: Fetcher, config: Config) -> SeriesResult:
+def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> SeriesResult:
+    """An HTML table: its monthly pages from the last stored month on (or the backfill), or its one page."""
     import pandas as pd
 
-    from scraping import _treasury
+    from scraping._html_table import fetch_page, months_to_fetch
 
-    stored = store.read(_treasury.KEY)
-    last = stored.frame["date"].max().date() if stored is not None else None
+    stored = store.read(source.key)
     today = datetime.now(UTC).date()
-    months = _treasury.months_to_fetch(last, today, config.treasury.backfill_months)
-    pages = [_treasury.fetch_month(fetcher, config.treasury.base_url, month) for month in months]
-    fresh = pd.concat(pages, ignore_index=True)
+    if source.spec.monthly:
+        last = stored.frame["date"].max().date() if stored is not None else None
+        months = months_to_fetch(last, today, source.backfill_months)
+    else:
+        months = [today]
+    fresh = pd.concat([fetch_page(fetcher, source, month) for month in months], ignore_index=True)
     if stored is None and fresh.empty:
-        raise SourceError(f"{_treasury.PAR_YIELD_CURVE.title}: no rows in {months[0]:%Y-%m}..{months[-1]:%Y-%m}")
-    return _merge_and_store(store, _treasury.KEY, stored, fresh, dict(_treasury.META), _treasury.COLUMNS)
+        span = f" in {months[0]:%Y-%m}..{months[-1]:%Y-%m}" if source.spec.monthly else ""
+        raise SourceError(f"{source.spec.title}: no rows{span}")
+    columns = [c.name for c in source.spec.columns]
+    return _merge_and_store(store, source.key, stored, fresh, dict(source.meta), columns)
 
 
 def _merge_and_store(

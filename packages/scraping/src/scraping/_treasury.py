@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
-
-import pandas as pd
-
-from scraping._html_table import Column, TableSpec, parse_table
-from scraping._http import Fetcher
+from scraping._config import TreasurySettings
+from scraping._html_table import Column, TableSource, TableSpec
 
 KEY = "treasury/par_yield_curve"
 
@@ -48,7 +44,6 @@ PAR_YIELD_CURVE = TableSpec(
     ),
     missing_markers=frozenset({"N/A", "", "-"}),
 )
-COLUMNS = [c.name for c in PAR_YIELD_CURVE.columns]
 META = {
     "source": "treasury",
     "id": "daily_treasury_yield_curve",
@@ -60,23 +55,5 @@ META = {
 }
 
 
-def fetch_month(fetcher: Fetcher, base_url: str, month: date) -> pd.DataFrame:
-    url = PAR_YIELD_CURVE.url(base_url, month)
-    what = f"{PAR_YIELD_CURVE.title} {month:%Y-%m}"
-    response = fetcher.get(url, what=what)
-    return parse_table(response.text, PAR_YIELD_CURVE, f"{what} ({url})")
-
-
-def months_to_fetch(last_stored: date | None, today: date, backfill_months: int) -> list[date]:
-    """First days of the months to ask for: from the stored data's last month (or the backfill) to today's."""
-    end = today.replace(day=1)
-    if last_stored is not None:
-        start = last_stored.replace(day=1)
-    else:
-        index = end.year * 12 + end.month - 1 - (backfill_months - 1)
-        start = date(index // 12, index % 12 + 1, 1)
-    months = []
-    while start <= end:
-        months.append(start)
-        start = date(start.year + start.month // 12, start.month % 12 + 1, 1)
-    return months
+def source(settings: TreasurySettings) -> TableSource:
+    return TableSource(KEY, PAR_YIELD_CURVE, META, settings.base_url, settings.backfill_months)
