@@ -110,8 +110,8 @@ def _offline_note(predictions: Predictions, published: Published) -> str:
         return ""
     return (
         f'<p class="warn">{len(bundled)} of {len(published.choices)} series come from the offline dataset '
-        "bundled with statsmodels (U.S. quarterly macro data), not from the network: scraping ran without a "
-        "FRED key. Set FRED_API_KEY for current data.</p>"
+        "bundled with statsmodels (U.S. quarterly macro data, 1959-2009), which scraping stores when it runs "
+        "without a FRED key: they are not current data. With FRED_API_KEY set, scraping fetches FRED.</p>"
     )
 
 
