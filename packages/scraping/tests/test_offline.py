@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pandas as pd
-from scraping._cli import EXIT_CONFIG, main
+from fake_servers import monthly
+from scraping._cli import EXIT_CONFIG, EXIT_SERIES_FAILED, main
 from scraping._store import normalise, to_parquet_bytes
 from statsmodels.datasets import macrodata
-from support import manifest, snapshot, stored
+from support import manifest, snapshot, stored, write_config
 
 BUNDLED = ["realgdp", "realcons", "realinv", "realgovt", "realdpi", "cpi", "m1", "tbilrate", "unemp", "pop"]
 
@@ -90,3 +91,45 @@ def test_offline_rerun_reloads_the_bundled_data_when_a_file_or_the_statsmodels_r
     assert "bundled/cpi: updated" in err  # the damaged file was stored again, not trusted
     assert (project / "bundled" / "cpi.parquet").read_bytes() == intact
     assert manifest(project)["series"]["bundled/m1"]["bundled_with"] != "statsmodels 0.0.1"
+
+
+def offline_run(monkeypatch) -> int:
+    with monkeypatch.context() as m:
+        m.delenv("FRED_API_KEY")
+        return main(["run"])
+
+
+def test_a_run_with_a_key_retires_the_bundled_dataset_once_network_data_land(
+    tmp_path, project, server, monkeypatch, capsys
+):
+    assert offline_run(monkeypatch) == 0
+    server.add(monthly("UNRATE"))
+    config = str(write_config(tmp_path, series=("UNRATE",)))
+    capsys.readouterr()
+
+    assert main(["run", "--config", config]) == 0
+
+    err = capsys.readouterr().err
+    assert "bundled/cpi: retired: the offline stand-in, now that network data are stored" in err
+    assert "1 updated, 12 retired" in err
+    assert set(manifest(project)["series"]) == {"fred/UNRATE"}
+    assert not (project / "bundled").exists()  # the files went with their entries
+    # Offline again, the dataset comes back beside the network data; a dry run with a key says it would go.
+    assert offline_run(monkeypatch) == 0
+    assert {"fred/UNRATE", "bundled/cpi"} <= set(manifest(project)["series"])
+    before = snapshot(project)
+    capsys.readouterr()
+    assert main(["run", "--config", config, "--dry-run"]) == 0
+    assert "bundled/cpi: would retire the offline stand-in" in capsys.readouterr().err
+    assert snapshot(project) == before
+
+
+def test_the_bundled_dataset_stays_while_no_network_data_are_stored(tmp_path, project, server, monkeypatch, capsys):
+    assert offline_run(monkeypatch) == 0
+    before = snapshot(project)
+    config = str(write_config(tmp_path, series=("NOSUCHSERIES",)))  # FRED answers 400: nothing lands
+
+    assert main(["run", "--config", config]) == EXIT_SERIES_FAILED
+
+    assert "retired" not in capsys.readouterr().err
+    assert snapshot(project) == before

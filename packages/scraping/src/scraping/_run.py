@@ -46,7 +46,8 @@ FETCH_AHEAD_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class SeriesResult:
-    """What happened to one series: status is "unchanged", "updated", "failed" or "planned" (dry run)."""
+    """What happened to one series: status is "unchanged", "updated", "failed", "retired" (the bundled
+    stand-in, dropped once network data are stored) or "planned" (dry run)."""
 
     key: str
     status: str
@@ -62,6 +63,8 @@ class SeriesResult:
             return f"failed: {self.detail}"
         if self.status == "planned":
             return f"would {self.detail}"
+        if self.status == "retired":
+            return "retired: the offline stand-in, now that network data are stored"
         return "unchanged"
 
 
@@ -77,7 +80,8 @@ class RunReport:
         return [r for r in self.results if r.status == "failed"]
 
     def summary(self) -> str:
-        counts = {s: sum(r.status == s for r in self.results) for s in ("updated", "unchanged", "failed", "planned")}
+        statuses = ("updated", "unchanged", "failed", "retired", "planned")
+        counts = {s: sum(r.status == s for r in self.results) for s in statuses}
         parts = [f"{n} {s}" for s, n in counts.items() if n]
         requests = f"{self.requests} request{'' if self.requests == 1 else 's'}"
         offline = " (offline: bundled dataset)" if self.offline else ""
@@ -148,6 +152,7 @@ def run(
         for table in tables if not only else []:
             record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
         hand_on(wait=True)
+        _retire_bundled(store, record, dry_run)
     except KeyboardInterrupt:
         stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
         raise
@@ -158,6 +163,21 @@ def run(
             if stopped:
                 hand_on(wait=False)
     return RunReport(results, fetcher.requests, store.files_written, offline=False)
+
+
+def _retire_bundled(store: Store, record: Callable[[SeriesResult], None], dry_run: bool) -> None:
+    """Drop the bundled dataset once network data are stored: it stands in for a run without a key,
+    and left beside FRED's series it would be modelled and reported as if it were current. Only
+    after network data landed, so a run whose every request failed still leaves something to model.
+    statsmodels ships it, so an offline run stores it again."""
+    if not store.keys(origin="network"):
+        return
+    for key in store.keys(origin="bundled"):
+        if dry_run:
+            record(SeriesResult(key, "planned", detail="retire the offline stand-in"))
+        else:
+            store.remove(key)
+            record(SeriesResult(key, "retired"))
 
 
 def _guard(key: str, update: Callable[..., SeriesResult], *args: object) -> SeriesResult:

@@ -13,6 +13,7 @@ only once its file has landed (`landed`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -92,6 +93,7 @@ class Store:
         self._original = json.dumps(self._series, sort_keys=True)
         self._writer: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, tuple[Future, Path, dict]] = {}  # key -> (write, file, entry once landed)
+        self._removed: list[str] = []  # files of removed entries, deleted once the manifest no longer lists them
 
     def _load(self) -> dict[str, dict]:
         try:
@@ -111,6 +113,14 @@ class Store:
 
     def entry(self, key: str) -> dict | None:
         return self._series.get(key)
+
+    def keys(self, *, origin: str) -> list[str]:
+        """The stored series that came from `origin` ("network" or "bundled")."""
+        return sorted(key for key, entry in self._series.items() if entry.get("origin") == origin)
+
+    def remove(self, key: str) -> None:
+        """Take `key` out of the manifest; its file goes once the manifest without it is saved."""
+        self._removed.append(self._series.pop(key)["file"])
 
     def read(self, key: str) -> StoredSeries | None:
         """The stored frame if its file is there and matches the manifest's hash; else None (refetch all)."""
@@ -218,9 +228,22 @@ class Store:
                 raise StoreError(f"{self._path}: cannot write: {exc.strerror}") from None
             self.files_written += 1
             self._original = json.dumps(self._series, sort_keys=True)
+        self._delete_removed()
         if failure is not None:
             raise failure
         return changed
+
+    def _delete_removed(self) -> None:
+        """Delete the files of removed entries: plain files under the root only, never through a link."""
+        for rel in self._removed:
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                continue  # not a file this stage wrote
+            path = self.root / rel
+            if path.is_file() and not path.is_symlink():
+                path.unlink()
+            with contextlib.suppress(OSError):  # the folder, once empty
+                path.parent.rmdir()
+        self._removed.clear()
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
