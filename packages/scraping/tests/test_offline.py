@@ -133,3 +133,17 @@ def test_the_bundled_dataset_stays_while_no_network_data_are_stored(tmp_path, pr
 
     assert "retired" not in capsys.readouterr().err
     assert snapshot(project) == before
+
+
+def test_retiring_never_deletes_through_a_link(tmp_path, project, server, monkeypatch):
+    assert offline_run(monkeypatch) == 0
+    elsewhere = tmp_path / "elsewhere"
+    (project / "bundled").rename(elsewhere)
+    (project / "bundled").symlink_to(elsewhere)
+    kept = sorted(p.name for p in elsewhere.iterdir())
+    server.add(monthly("UNRATE"))
+
+    assert main(["run", "--config", str(write_config(tmp_path, series=("UNRATE",)))]) == 0
+
+    assert set(manifest(project)["series"]) == {"fred/UNRATE"}
+    assert sorted(p.name for p in elsewhere.iterdir()) == kept and len(kept) == 12

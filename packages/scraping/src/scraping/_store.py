@@ -236,10 +236,13 @@ class Store:
     def _delete_removed(self) -> None:
         """Delete the files of removed entries: plain files under the root only, never through a link."""
         for rel in self._removed:
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+            parts = Path(rel).parts
+            if Path(rel).is_absolute() or ".." in parts:
                 continue  # not a file this stage wrote
+            if any(self.root.joinpath(*parts[:n]).is_symlink() for n in range(1, len(parts) + 1)):
+                continue  # a link below the root (scraping makes none) could lead anywhere
             path = self.root / rel
-            if path.is_file() and not path.is_symlink():
+            if path.is_file():
                 path.unlink()
             with contextlib.suppress(OSError):  # the folder, once empty
                 path.parent.rmdir()
