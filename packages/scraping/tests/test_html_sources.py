@@ -11,7 +11,7 @@ from scraping._html_table import months_to_fetch
 from support import manifest, snapshot, stored, write_config
 
 RATES = "/rates.html"
-ROWS = [("01/02/2024", "4.10", "N/A"), ("01/03/2024", "4.20", "1,234.5"), ("01/04/2024", "4.30", "5.00")]
+ROWS = [("01/02/2024", "4.10", "N/A"), ("01/03/2024", "4.20", "1,234.5"), ("01/04/2024", "4.30 %", "5.00%")]
 
 
 def rates_source(base: str) -> str:

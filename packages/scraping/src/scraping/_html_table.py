@@ -151,8 +151,8 @@ def _number(cell: Node, spec: TableSpec, where: str, row: int, column: Column) -
     text = _text(cell)
     if text in spec.missing_markers:
         return math.nan
-    try:
-        return float(text.replace(",", ""))
+    try:  # thousands separators and a percent sign are how tables print numbers, not part of them
+        return float(text.replace(",", "").removesuffix("%"))
     except ValueError:
         raise LayoutChanged(f"{where}: row {row}, column {column.name}: {text!r} is not a number") from None
 
