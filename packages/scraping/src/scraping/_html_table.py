@@ -143,8 +143,13 @@ def _find_column(headers: list[Node], column: Column) -> int | None:
 
 
 def _described(column: Column) -> str:
-    ways = [f"class {column.cell_class!r}" * bool(column.cell_class), f"header {column.header!r}" * bool(column.header)]
-    return " or ".join(filter(None, ways))
+    """How the spec finds the column: "class 'x' or header 'y'", or one of the two."""
+    ways = []
+    if column.cell_class:
+        ways.append(f"class {column.cell_class!r}")
+    if column.header:
+        ways.append(f"header {column.header!r}")
+    return " or ".join(ways)
 
 
 def _number(cell: Node, spec: TableSpec, where: str, row: int, column: Column) -> float:

@@ -149,7 +149,7 @@ def run(
                 record(_plan(store, f"fred/{series_id}"))
         else:
             _fred_series(store, fred, fetcher, ids, config.fred.revision_lookback_days, record)
-        for table in tables if not only else []:
+        for table in [] if only else tables:  # --series names FRED ids only
             record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
         hand_on(wait=True)
         _retire_bundled(store, record, dry_run)
