@@ -32,8 +32,12 @@ def test_packaged_default_config_lists_the_macro_financial_set(project):
     [
         ("[http\n", "invalid TOML"),
         ("[http]\ntimeout_sec = 3\n", "http.timeout_sec: unknown key"),
-        ("[http]\ntimeout_s = 'soon'\n", "http.timeout_s must be a number >= 0, not 'soon'"),
-        ("[http]\nmax_retries = -1\n", "http.max_retries must be a whole number >= 0"),
+        ("[http]\ntimeout_s = 'soon'\n", "http.timeout_s must be a number from 0 to 600, not 'soon'"),
+        ("[http]\ntimeout_s = nan\n", "http.timeout_s must be a number from 0 to 600, not nan"),
+        ("[http]\nmax_backoff_s = inf\n", "http.max_backoff_s must be a number from 0 to 3600, not inf"),
+        ("[http]\nmax_retries = -1\n", "http.max_retries must be a whole number from 0 to 20"),
+        ("[fred]\nrevision_lookback_days = 100000000\n", "fred.revision_lookback_days must be a whole number from 0"),
+        ("[treasury]\nbackfill_months = 100000\n", "treasury.backfill_months must be a whole number from 1 to 1200"),
         ("[fred]\nseries = 'GDP'\n", "fred.series must be a list of FRED series ids"),
         ("[fred]\nseries = ['GDP', '../etc']\n", "fred.series: '../ETC' is not a FRED series id"),
         ("[fred]\nseries = ['GDP', 'gdp']\n", "fred.series lists GDP more than once"),
@@ -50,6 +54,14 @@ def test_malformed_config_names_the_file_and_the_key(tmp_path, project, text, me
         load_config(path)
 
     assert str(caught.value).startswith(f"{path}: ") and message in str(caught.value)
+
+
+def test_a_config_file_that_is_not_utf8_is_named(tmp_path, project):
+    path = tmp_path / "utf16.toml"
+    path.write_text("[fred]\nseries = ['GDP']\n", encoding="utf-16")  # what some editors save
+
+    with pytest.raises(ConfigError, match=re.escape(f"{path}: not UTF-8 text")):
+        load_config(path)
 
 
 def test_malformed_config_on_the_command_line_exits_1_and_loses_nothing(tmp_path, project, server, capsys):
@@ -70,7 +82,9 @@ def test_malformed_config_on_the_command_line_exits_1_and_loses_nothing(tmp_path
         ({"PIPELINE_PROFILE": "staging"}, "PIPELINE_PROFILE='staging': choose one of local, prod"),
         ({"PIPELINE_PROFILE": "prod"}, "the prod profile never falls back to the bundled dataset"),
         ({"FRED_API_KEY_FILE": "/nonexistent/key"}, "FRED_API_KEY_FILE=/nonexistent/key: cannot read the key file"),
-        ({"FRED_API_KEY": "a b"}, "FRED_API_KEY: the key contains spaces or control characters"),
+        ({"FRED_API_KEY": "a b"}, "FRED_API_KEY: the key has characters other than letters and digits"),
+        # URL-encoded (SeCrEt%2FKey...) it would pass a redaction that looks for the key as written
+        ({"FRED_API_KEY": "SeCrEt/Key+1=%&x"}, "FRED_API_KEY: the key has characters other than letters and digits"),
         ({"FRED_API_BASE_URL": "ftp://x"}, "FRED_API_BASE_URL='ftp://x': must be an http:// or https:// URL"),
         ({"FRED_API_BASE_URL": "http://[::1"}, "FRED_API_BASE_URL='http://[::1': not a valid URL (Invalid IPv6 URL)"),
         ({"TREASURY_BASE_URL": "http://h:99999"}, "TREASURY_BASE_URL='http://h:99999': not a valid URL (Port out of"),
@@ -81,6 +95,15 @@ def test_bad_environment_is_named(project, monkeypatch, env, message):
         monkeypatch.setenv(name, value)
 
     with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config()
+
+
+def test_a_key_file_that_is_not_utf8_is_named(tmp_path, project, monkeypatch):
+    key_file = tmp_path / "key"
+    key_file.write_text(VALID_KEY, encoding="utf-16")  # PowerShell's `echo key > file`
+    monkeypatch.setenv("FRED_API_KEY_FILE", str(key_file))
+
+    with pytest.raises(ConfigError, match=re.escape(f"FRED_API_KEY_FILE={key_file}: the key file is not UTF-8 text")):
         load_config()
 
 

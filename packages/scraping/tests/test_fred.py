@@ -539,11 +539,15 @@ def test_connection_refused_is_retried_then_reported(tmp_path, project, monkeypa
     assert report.requests == 2
 
 
-def test_retry_after_as_an_http_date_through_an_injected_transport(tmp_path, project, monkeypatch):
+# The three forms of HTTP date that a recipient must accept (RFC 9110, 5.6.7); asctime's has no zone.
+@pytest.mark.parametrize(
+    "when", ["Wed, 21 Oct 2015 07:28:00 GMT", "Wednesday, 21-Oct-15 07:28:00 GMT", "Wed Oct 21 07:28:00 2015"]
+)
+def test_retry_after_as_an_http_date_through_an_injected_transport(tmp_path, project, monkeypatch, when):
     """httpx.MockTransport: a Retry-After date in the past means "now"; the retry then succeeds."""
     with FakeServer() as real, httpx.Client() as passthrough:
         real.add(monthly("GDP"))
-        answers = iter([httpx.Response(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})])
+        answers = iter([httpx.Response(429, headers={"Retry-After": when})])
 
         def transport(request: httpx.Request) -> httpx.Response:
             answer = next(answers, None)

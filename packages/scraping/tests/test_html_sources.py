@@ -134,6 +134,8 @@ BAD = [
     ("frequency = 'H'", "html.rates.frequency must be one of D, B, W, M, Q, A, not 'H'"),
     ("url = 'ftp://example.org/rates'", "html.rates.url: must be an http:// or https:// URL"),
     ("url = 'https://example.org/{page}'", "html.rates.url: only {month} (with a date format"),
+    ("url = 'https://example.org/{month[0]}'", "html.rates.url: only {month} (with a date format"),
+    ("url = 'https://example.org/{month.year.x}'", "html.rates.url: only {month} (with a date format"),
     ("backfill_months = 3", "html.rates.backfill_months: only for a url with {month}"),
     ("columns = {}", "html.rates.columns must be a table of stored name = header (at least one)"),
     ("columns = { a = { required = false } }", "html.rates.columns.a needs a header or a class"),

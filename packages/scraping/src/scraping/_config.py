@@ -30,6 +30,9 @@ _HTML_KEYS = {
     *("date", "columns", "missing", "backfill_months"),
 }
 _HTML_MISSING = ("", "N/A", "NA", "-", "\u2014")  # a cell holding one of these is a missing value
+# Bounds on the windows counted back from today: a century covers any series, and dates stay in range.
+_MAX_DAYS = 36_600
+_MAX_MONTHS = 1_200
 
 
 def default_config_path() -> Path:
@@ -104,6 +107,8 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
 
@@ -116,11 +121,13 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     _only(path, "treasury", tres_t, {"enabled", "backfill_months"})
 
     http = HttpSettings(
-        requests_per_second=_number(path, "http.requests_per_second", http_t.get("requests_per_second", 2.0)),
-        timeout_s=_positive(path, "http.timeout_s", http_t.get("timeout_s", 20.0)),
-        max_retries=_count(path, "http.max_retries", http_t.get("max_retries", 4)),
-        backoff_s=_number(path, "http.backoff_s", http_t.get("backoff_s", 1.0)),
-        max_backoff_s=_number(path, "http.max_backoff_s", http_t.get("max_backoff_s", 60.0)),
+        requests_per_second=_number(
+            path, "http.requests_per_second", http_t.get("requests_per_second", 2.0), maximum=1000
+        ),
+        timeout_s=_positive(path, "http.timeout_s", http_t.get("timeout_s", 20.0), maximum=600),
+        max_retries=_count(path, "http.max_retries", http_t.get("max_retries", 4), maximum=20),
+        backoff_s=_number(path, "http.backoff_s", http_t.get("backoff_s", 1.0), maximum=600),
+        max_backoff_s=_number(path, "http.max_backoff_s", http_t.get("max_backoff_s", 60.0), maximum=3600),
     )
 
     series = fred_t.get("series", [])
@@ -136,7 +143,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if fmt not in FRED_FORMATS:
         raise ConfigError(f"{path}: fred.format must be one of {', '.join(FRED_FORMATS)}, not {fmt!r}")
 
-    lookback = _count(path, "fred.revision_lookback_days", fred_t.get("revision_lookback_days", 400))
+    lookback = _count(
+        path, "fred.revision_lookback_days", fred_t.get("revision_lookback_days", 400), maximum=_MAX_DAYS
+    )
 
     profile = env.get("PIPELINE_PROFILE") or "local"
     if profile not in PROFILES:
@@ -163,7 +172,9 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         ),
         treasury=TreasurySettings(
             enabled=enabled,
-            backfill_months=_count(path, "treasury.backfill_months", tres_t.get("backfill_months", 24), minimum=1),
+            backfill_months=_count(
+                path, "treasury.backfill_months", tres_t.get("backfill_months", 24), minimum=1, maximum=_MAX_MONTHS
+            ),
             base_url=_base_url(env, "TREASURY_BASE_URL", DEFAULT_TREASURY_BASE_URL),
         ),
         html=_html_sources(path, data.get("html", [])),
@@ -242,7 +253,9 @@ def _html_source(path: Path, where: str, table: dict) -> TableSource:
         "seasonal_adjustment": text["seasonal_adjustment"],
         "last_updated": None,  # a page does not say; fetched_at tells when it last changed here
     }
-    backfill = _count(path, f"{where}.backfill_months", table.get("backfill_months", 24), minimum=1)
+    backfill = _count(
+        path, f"{where}.backfill_months", table.get("backfill_months", 24), minimum=1, maximum=_MAX_MONTHS
+    )
     return TableSource(f"html/{table['name']}", spec, meta, "", backfill)
 
 
@@ -271,7 +284,7 @@ def _text(path: Path, key: str, value: object) -> str:
 def _url_template(path: Path, key: str, url: str) -> str:
     try:
         example = url.format(base="", month=date(2024, 1, 1))
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:  # {month[0]}, {month.x}...
         raise ConfigError(f"{path}: {key}: only {{month}} (with a date format, as {{month:%Y%m}}) may be filled in "
                           f"({type(exc).__name__}: {exc})") from None  # fmt: skip
     _check_url(example, f"{path}: {key}")
@@ -310,13 +323,17 @@ def _api_key(env: Mapping[str, str]) -> str | None:
             lines = key_file.read_text(encoding="utf-8").splitlines()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read the key file: {exc.strerror}") from None
+        except UnicodeDecodeError:  # PowerShell's `echo key > file` writes UTF-16
+            raise ConfigError(f"{source}: the key file is not UTF-8 text") from None
         key = lines[0].strip() if lines else ""
         if not key:
             raise ConfigError(f"{source}: the first line is empty; it must hold the FRED API key")
     if not key:
         return None
-    if any(c.isspace() or not c.isprintable() for c in key):
-        raise ConfigError(f"{source}: the key contains spaces or control characters")
+    if not key.isascii() or not key.isalnum():
+        # FRED's keys are 32 lower-case letters and digits. Anything else is a paste gone wrong (quotes,
+        # spaces), and it would travel URL-encoded, in a form redaction could miss.
+        raise ConfigError(f"{source}: the key has characters other than letters and digits")
     return key
 
 
@@ -353,20 +370,20 @@ def _only(path: Path, prefix: str, table: dict, allowed: set[str]) -> None:
         raise ConfigError(f"{path}: {name}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
-def _number(path: Path, key: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{path}: {key} must be a number >= 0, not {value!r}")
+def _number(path: Path, key: str, value: object, *, maximum: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= maximum:  # NaN too
+        raise ConfigError(f"{path}: {key} must be a number from 0 to {maximum:g}, not {value!r}")
     return float(value)
 
 
-def _positive(path: Path, key: str, value: object) -> float:
-    number = _number(path, key, value)
+def _positive(path: Path, key: str, value: object, *, maximum: float) -> float:
+    number = _number(path, key, value, maximum=maximum)
     if number == 0:
         raise ConfigError(f"{path}: {key} must be greater than 0")
     return number
 
 
-def _count(path: Path, key: str, value: object, minimum: int = 0) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"{path}: {key} must be a whole number >= {minimum}, not {value!r}")
+def _count(path: Path, key: str, value: object, *, minimum: int = 0, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ConfigError(f"{path}: {key} must be a whole number from {minimum} to {maximum}, not {value!r}")
     return value
