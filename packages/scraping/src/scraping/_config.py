@@ -143,9 +143,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if fmt not in FRED_FORMATS:
         raise ConfigError(f"{path}: fred.format must be one of {', '.join(FRED_FORMATS)}, not {fmt!r}")
 
-    lookback = _count(
-        path, "fred.revision_lookback_days", fred_t.get("revision_lookback_days", 400), maximum=_MAX_DAYS
-    )
+    lookback = _count(path, "fred.revision_lookback_days", fred_t.get("revision_lookback_days", 400), maximum=_MAX_DAYS)
 
     profile = env.get("PIPELINE_PROFILE") or "local"
     if profile not in PROFILES:
