@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import math
+import shutil
 import socket
 import threading
 from pathlib import Path
@@ -345,6 +346,7 @@ MALFORMED = {
         (b"<observations><observation date='2020-01-01' value='1.0'></observations>", "invalid or truncated XML"),
         (b"<observations><observation date='2020-01-01' value='1.0'/>", "invalid or truncated XML"),
         (b"", "invalid or truncated XML"),
+        (b'<?xml version="1.0" encoding="x-bogus"?><observations/>', "invalid or truncated XML (unknown encoding"),
         (observations_body("xml", [{"date": "2020-01-01"}]), "an observation lacks its date or value"),
         (observations_body("xml", [{"date": "2020-13-01", "value": "1.0"}]), "a date is not YYYY-MM-DD"),
         (observations_body("xml", [{"date": "01/02/2020", "value": "1.0"}]), "a date is not YYYY-MM-DD"),
@@ -384,6 +386,30 @@ def test_a_malformed_answer_fails_its_series_in_one_line_and_keeps_the_stored_fi
     assert snapshot(project) == before
 
 
+MALFORMED_METADATA = [
+    ("json", b'{"seriess": ["GDP"]}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
+    ("json", b'{"seriess": [[]]}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
+    ("json", b'{"seriess": []}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
+    ("xml", b'<?xml version="1.0" encoding="x-bogus"?><seriess/>', "FRED series CPIAUCSL: invalid or truncated XML"),
+    ("xml", b'<?xml version="1.0" encoding="shift_jis"?><seriess/>', "FRED series CPIAUCSL: invalid or truncated"),
+]
+
+
+@pytest.mark.parametrize(("fmt", "body", "message"), MALFORMED_METADATA)
+def test_a_malformed_metadata_answer_fails_its_series_and_the_others_go_on(
+    tmp_path, project, server, fmt, body, message
+):
+    fresh_run(tmp_path, fmt=fmt)
+    before = snapshot(project)
+    server.script("CPIAUCSL", Fault(status=200, body=body))
+
+    report = fresh_run(tmp_path, fmt=fmt)
+
+    assert [r.status for r in report.results] == ["unchanged", "failed", "unchanged"]
+    assert report.results[1].detail.startswith(message), report.results[1].detail
+    assert snapshot(project) == before
+
+
 def test_a_file_that_cannot_be_written_stops_the_run_and_is_neither_reported_nor_recorded(tmp_path, project, server):
     (project / "fred" / "CPIAUCSL.parquet").mkdir(parents=True)  # a directory where the file belongs
     reported = []
@@ -401,6 +427,19 @@ def test_a_file_that_cannot_be_written_stops_the_run_and_is_neither_reported_nor
     assert sorted(p.name for p in (project / "fred").iterdir()) == sorted(
         ["CPIAUCSL.parquet", *(Path(e["file"]).name for e in series.values())]
     )
+
+
+def test_a_stored_file_that_cannot_be_read_stops_the_run_with_one_line_and_loses_nothing(tmp_path, project, server):
+    fresh_run(tmp_path)
+    shutil.rmtree(project / "fred")
+    (project / "fred").write_text("")  # a file where the folder belongs: reading below it is ENOTDIR
+    before = snapshot(project)
+    server.series["UNRATE"].last_updated = "2025-01-01 00:00:00-06"  # so the stored file is read
+
+    with pytest.raises(StoreError, match=r"^\S+/fred/UNRATE\.parquet: cannot read: Not a directory$"):
+        fresh_run(tmp_path)
+
+    assert snapshot(project) == before
 
 
 def test_a_read_ahead_limit_below_one_answer_still_fetches_and_stores_every_series_in_order(

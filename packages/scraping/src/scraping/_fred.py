@@ -41,6 +41,9 @@ _FIELDS = (
     "end",  # "/>" and the white space up to the next observation
 )
 # The part of FRED's JSON observations answer that is read; other fields are ignored.
+# What expat (under ElementTree too) raises for a document it cannot read: besides its own errors,
+# LookupError for an unknown declared encoding and ValueError for a multi-byte one (shift_jis).
+_XML_ERRORS = (expat.ExpatError, ET.ParseError, LookupError, ValueError)
 _JSON_OBSERVATIONS = pa.schema([("observations", pa.list_(pa.struct([("date", pa.string()), ("value", pa.string())])))])
 
 
@@ -68,10 +71,10 @@ class FredSource:
         if self._settings.format == "json":
             what = _what("series", series_id)
             payload = _json_object(what, self._json_get("series", series_id, {}))
-            try:
-                attrs = payload["seriess"][0]
-            except (KeyError, IndexError, TypeError):
-                raise MalformedAnswer(f"{what}: JSON answer has no 'seriess' entry") from None
+            seriess = payload.get("seriess")
+            attrs = seriess[0] if isinstance(seriess, list) and seriess else None
+            if not isinstance(attrs, dict):
+                raise MalformedAnswer(f"{what}: JSON answer has no 'seriess' entry")
         else:
             try:
                 attrs = dict(self._fred.get_series_info(series_id))
@@ -115,7 +118,7 @@ class _FredOverFetcher(Fred):
         body = self._fetch(url, what)
         try:
             return ET.fromstring(body)
-        except ET.ParseError as exc:
+        except _XML_ERRORS as exc:
             raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
 
     def observations_body(self, series_id: str, start: date | None) -> bytes:
@@ -210,7 +213,7 @@ def _declared_count(head: str) -> int | None:
     parser.StartElementHandler = root
     try:
         parser.Parse(head + "</observations>", True)
-    except expat.ExpatError:
+    except _XML_ERRORS:
         return None
     return int(count[0]) if count and count[0] and count[0].isdigit() else None
 
@@ -229,7 +232,7 @@ def _expat_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
     parser.StartElementHandler = keep
     try:
         parser.Parse(body, True)
-    except expat.ExpatError as exc:
+    except _XML_ERRORS as exc:
         raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
     return pa.array(dates, pa.string()), pa.array(values, pa.string())
 
@@ -276,7 +279,7 @@ def _error_detail(response: httpx.Response) -> str | None:
         pass
     try:
         return ET.fromstring(text).get("message")
-    except ET.ParseError:
+    except _XML_ERRORS:
         return None
 
 

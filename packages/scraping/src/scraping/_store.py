@@ -133,6 +133,8 @@ class Store:
         except FileNotFoundError:
             log.warning("%s: %s is missing; fetching it in full", key, path.name)
             return None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
         if content_hash(data) != entry.get("content_hash"):
             log.warning("%s: %s does not match the manifest's hash; fetching it in full", key, path.name)
             return None
@@ -254,3 +256,5 @@ def _same_bytes(path: Path, data: bytes) -> bool:
         return path.read_bytes() == data
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot read: {exc.strerror}") from None
