@@ -88,6 +88,23 @@ def test_rerun_asks_only_for_the_recent_window_and_merges_new_and_revised_rows(t
     assert manifest(project)["series"]["fred/UNRATE"]["last_updated"] == "2024-11-30T07:52:02-05:00"
 
 
+def test_a_revision_reaching_the_start_of_the_window_fetches_the_whole_series_again(tmp_path, project, server):
+    fresh_run(tmp_path)
+    server.reset_requests()
+    gdp = server.series["GDP"]
+    # A comprehensive revision: every value, the years before the look-back window too.
+    gdp.observations = [(day, f"{float(value) * 1.1:.2f}") for day, value in gdp.observations[:-1]]
+    gdp.last_updated = "2025-07-30 07:52:02-05"
+
+    report = fresh_run(tmp_path)
+
+    assert report.results[2].describe() == "updated (-1 rows, 11 revised)"
+    starts = [r.params.get("observation_start") for r in server.requests_to("/observations")]
+    assert starts == ["2020-08-23", None]  # the window (last stored 2020-12-01 minus 100 days), then the whole
+    frame = stored(project, "fred/GDP")
+    assert list(frame["value"]) == [float(value) for _, value in gdp.observations]  # no old vintage left
+
+
 def test_new_last_updated_with_identical_data_rewrites_no_parquet(tmp_path, project, server):
     fresh_run(tmp_path)
     parquet_before = (project / "fred/GDP.parquet").stat().st_mtime_ns

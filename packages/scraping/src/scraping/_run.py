@@ -308,16 +308,26 @@ def _fred_fetch(store: Store, fred: FredSource, series_id: str, lookback_days: i
 
 
 def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[_FredAnswer]) -> SeriesResult:
-    """The CPU half of a series: parse the observations, merge them with what is stored, store."""
+    """The CPU half of a series: parse the observations, merge them with what is stored, store.
+
+    A revision that reaches the first row of the look-back window may reach further back (annual
+    and benchmark revisions go years back): the series is then fetched whole and replaces what is
+    stored, so that the file never mixes old and new vintages.
+    """
     key = f"fred/{series_id}"
     answer = fetched.result()  # the fetch's SourceError, if any, is raised here
     if answer.body is None:
         store.update_meta(key, answer.entry)
         return SeriesResult(key, "unchanged")
-    fresh = fred.parse_observations(series_id, answer.body)
-    if answer.stored is None and fresh.empty:
+    fresh = normalise(fred.parse_observations(series_id, answer.body), ["value"])
+    old = normalise(answer.stored.frame, ["value"]) if answer.stored is not None else None
+    whole = old is not None and _revised(old, fresh[:1], ["value"]) > 0
+    if whole:
+        log.info("%s: revised from the start of the look-back window on; fetching the whole series", key)
+        fresh = fred.parse_observations(series_id, fred.fetch_observations(series_id, None))
+    if (old is None or whole) and fresh.empty:
         raise SourceError(f"FRED observations {series_id}: the series has no observations")
-    return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"])
+    return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"], whole=whole)
 
 
 def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> SeriesResult:
@@ -342,17 +352,22 @@ def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> Series
 
 
 def _merge_and_store(
-    store: Store, key: str, stored: StoredSeries | None, fresh: pd.DataFrame, meta: dict, columns: list[str]
+    store: Store,
+    key: str,
+    stored: StoredSeries | None,
+    fresh: pd.DataFrame,
+    meta: dict,
+    columns: list[str],
+    *,
+    whole: bool = False,
 ) -> SeriesResult:
-    """Union of stored and fresh rows, fresh values winning: a short or empty answer never drops stored rows."""
+    """Union of stored and fresh rows, fresh values winning: a short or empty answer never drops stored rows.
+    `whole`: fresh is the whole series and replaces what is stored."""
     import pandas as pd
 
     fresh = normalise(fresh, columns)
-    if stored is None:
-        merged, old = fresh, None
-    else:
-        old = normalise(stored.frame, columns)
-        merged = normalise(pd.concat([old, fresh], ignore_index=True), columns)
+    old = normalise(stored.frame, columns) if stored is not None else None
+    merged = fresh if old is None or whole else normalise(pd.concat([old, fresh], ignore_index=True), columns)
     if not store.put(key, merged, meta, origin="network"):
         return SeriesResult(key, "unchanged")
     added = len(merged) - (len(old) if old is not None else 0)
