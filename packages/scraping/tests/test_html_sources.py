@@ -57,6 +57,22 @@ def test_a_configured_table_is_stored_with_its_manifest_entry(tmp_path, project,
     assert entry["columns"] == ["a", "b"] and entry["rows"] == 3
 
 
+def test_row_header_cells_and_a_footnote_row_are_read_as_a_reader_sees_them(tmp_path, project, server):
+    """No <thead>: the first row of <th>s is the header; a date may head its row in a <th scope="row">;
+    a row with one cell across the table is a note, not data."""
+    body = "".join(f"<tr><td>{a}</td><th scope='row'>{day}</th><td>{b}</td></tr>" for day, a, b in ROWS)
+    server.pages[RATES] = (
+        "<table id='rates'><tr><th>Rate A</th><th>Day</th><th>Rate B</th></tr>"
+        f"{body}<tr><td colspan='3'>Source: an example bank. N/A: not published.</td></tr></table>"
+    )
+
+    report = run(rates_config(tmp_path, server))
+
+    assert [r.describe() for r in report.results] == ["updated (+3 rows)"]
+    frame = stored(project, "html/rates")
+    assert list(frame["a"]) == [4.10, 4.20, 4.30] and list(frame["b"][1:]) == [1234.5, 5.0]
+
+
 def test_a_rerun_asks_once_rewrites_nothing_unchanged_and_adds_new_rows(tmp_path, project, server):
     serve(server, ROWS)
     config = rates_config(tmp_path, server)
@@ -71,6 +87,21 @@ def test_a_rerun_asks_once_rewrites_nothing_unchanged_and_adds_new_rows(tmp_path
     serve(server, [*ROWS, ("01/05/2024", "4.40", "5.10")])
     assert [r.describe() for r in run(config).results] == ["updated (+1 rows)"]
     assert len(stored(project, "html/rates")) == 4
+
+
+def test_a_page_emptied_of_its_stored_rows_fails_and_keeps_its_file(tmp_path, project, server):
+    serve(server, ROWS)
+    config = rates_config(tmp_path, server)
+    run(config)
+    before = snapshot(project)
+    serve(server, [])
+
+    report = run(config)
+
+    assert [r.describe() for r in report.results] == [
+        "failed: Example money-market rates: the page has no rows, but 3 are stored; the layout or address changed"
+    ]
+    assert snapshot(project) == before
 
 
 def test_a_changed_layout_fails_that_table_only_and_keeps_its_file(tmp_path, project, server):

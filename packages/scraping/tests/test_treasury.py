@@ -96,6 +96,25 @@ def test_changed_layout_names_the_missing_column_and_keeps_the_stored_file(tmp_p
     assert snapshot(project) == before
 
 
+def test_pages_emptied_of_stored_days_fail_and_keep_the_stored_file(tmp_path, project, server):
+    """The site stops honouring the month: every page says "No Record Found", also for months whose
+    days are stored. That is a changed site, not a quiet day."""
+    treasury_run(tmp_path)
+    before = snapshot(project)
+    dates = stored(project, "treasury/par_yield_curve")["date"]
+    month = dates.iloc[-1].date().replace(day=1)  # the first page a re-run asks for
+    held = int((dates >= str(month)).sum())
+    server.treasury_days = lambda year, month: []
+
+    report = treasury_run(tmp_path)
+
+    assert report.results[0].describe() == (
+        f"failed: Treasury par yield curve {month:%Y-%m}: the page has no rows, "
+        f"but {held} are stored for that month; the layout or address changed"
+    )
+    assert snapshot(project) == before
+
+
 def test_page_without_the_table_is_a_layout_error(tmp_path, project, server):
     server.treasury_layout = "no-table"
 

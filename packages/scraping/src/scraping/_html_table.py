@@ -103,7 +103,7 @@ def parse_table(html: str, spec: TableSpec, where: str) -> pd.DataFrame:
             empty = {"date": pd.Series(dtype="datetime64[ns]"), **{n: pd.Series(dtype="float64") for n in names}}
             return pd.DataFrame(empty)
         raise LayoutChanged(f"{where}: no table matches {spec.table_selector!r}; the page layout changed")
-    headers = table.css("thead th") or table.css("tr th")
+    headers = table.css("thead th") or next((cells for cells in map(_cells, table.css("tr")) if _is_header(cells)), [])
     if not headers:
         raise LayoutChanged(f"{where}: the table has no header cells; the page layout changed")
     positions = {column.name: _find_column(headers, column) for column in (spec.date_column, *spec.columns)}
@@ -115,8 +115,8 @@ def parse_table(html: str, spec: TableSpec, where: str) -> pd.DataFrame:
     dates: list[datetime] = []
     rows: dict[str, list[float]] = {n: [] for n in names}
     for number, row in enumerate(table.css(spec.row_selector), start=1):
-        cells = row.css("td")
-        if not cells:
+        cells = _cells(row)
+        if _is_header(cells) or _is_note(cells, len(headers)):
             continue
         if len(cells) != len(headers):
             raise LayoutChanged(f"{where}: row {number} has {len(cells)} cells, the header {len(headers)}")
@@ -131,6 +131,23 @@ def parse_table(html: str, spec: TableSpec, where: str) -> pd.DataFrame:
     return pd.DataFrame({"date": pd.to_datetime(dates).astype("datetime64[ns]"), **rows}).astype(
         dict.fromkeys(names, "float64")
     )
+
+
+def _cells(row: Node) -> list[Node]:
+    """A row's cells in order: <td>s and <th>s, which also head the rows of some tables (scope="row")."""
+    return [node for node in row.iter() if node.tag in ("td", "th")]
+
+
+def _is_header(cells: list[Node]) -> bool:
+    return bool(cells) and all(cell.tag == "th" for cell in cells)
+
+
+def _is_note(cells: list[Node], width: int) -> bool:
+    """No cells, or one across the whole table: a footnote or a section title, not data."""
+    if len(cells) != 1:
+        return not cells
+    span = (cells[0].attributes.get("colspan") or "").strip()
+    return span.isdigit() and int(span) >= width
 
 
 def _find_column(headers: list[Node], column: Column) -> int | None:

@@ -22,7 +22,7 @@ from storage_links import data_dir
 
 from scraping import _bundled
 from scraping._config import Config
-from scraping._errors import ConfigError, SourceError
+from scraping._errors import ConfigError, LayoutChanged, SourceError
 from scraping._store import Store, StoredSeries, content_hash, normalise, to_parquet_bytes
 
 if TYPE_CHECKING:
@@ -343,12 +343,30 @@ def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> Series
         months = months_to_fetch(last, today, source.backfill_months)
     else:
         months = [today]
-    fresh = pd.concat([fetch_page(fetcher, source, month) for month in months], ignore_index=True)
+    pages = [fetch_page(fetcher, source, month) for month in months]
+    for month, page in zip(months, pages, strict=True):
+        _check_not_emptied(source, stored, month, page)
+    fresh = pd.concat(pages, ignore_index=True)
     if stored is None and fresh.empty:
         span = f" in {months[0]:%Y-%m}..{months[-1]:%Y-%m}" if source.spec.monthly else ""
         raise SourceError(f"{source.spec.title}: no rows{span}")
     columns = [c.name for c in source.spec.columns]
     return _merge_and_store(store, source.key, stored, fresh, dict(source.meta), columns)
+
+
+def _check_not_emptied(source: TableSource, stored: StoredSeries | None, month: date, page: pd.DataFrame) -> None:
+    """A page with no rows where rows are stored (the month's, or any for a single page) means the
+    site moved or changed the table, not that the data went away: the series fails, its file stays."""
+    if not page.empty or stored is None:
+        return
+    dates = stored.frame["date"]
+    if source.spec.monthly:
+        held = int(((dates.dt.year == month.year) & (dates.dt.month == month.month)).sum())
+        what, span = f"{source.spec.title} {month:%Y-%m}", " for that month"
+    else:
+        held, what, span = len(dates), source.spec.title, ""
+    if held:
+        raise LayoutChanged(f"{what}: the page has no rows, but {held} are stored{span}; the layout or address changed")
 
 
 def _merge_and_store(
