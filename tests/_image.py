@@ -54,6 +54,26 @@ def build_app_root(app_root: Path) -> Path:
     return app_root
 
 
+def image_user(dockerfile: Path = DOCKERFILE) -> tuple[int, int]:
+    """The final stage's USER, as uid and gid."""
+    users = [line.partition(" ")[2].strip() for line in _final_stage(dockerfile) if line.upper().startswith("USER ")]
+    uid, _, gid = users[-1].partition(":")
+    return int(uid), int(gid or uid)
+
+
+def app_owned(app_root: Path, dockerfile: Path = DOCKERFILE) -> list[Path]:
+    """The folders the final stage gives the app user (its `RUN chown app:app ...`), under `app_root`."""
+    owned = []
+    for line in _final_stage(dockerfile):
+        keyword, _, rest = line.partition(" ")
+        args = shlex.split(rest)
+        if keyword.upper() == "RUN" and args[:2] == ["chown", "app:app"]:
+            for pattern in args[2:]:
+                rel = pattern.removeprefix(IMAGE_APP).lstrip("/")
+                owned += sorted(app_root.glob(rel)) if rel else [app_root]
+    return owned
+
+
 def image_entrypoint(app_root: Path, dockerfile: Path = DOCKERFILE) -> list[str]:
     """The final stage's ENTRYPOINT (exec form), its /app paths pointed at `app_root`."""
     entrypoints = [line for line in _final_stage(dockerfile) if line.upper().startswith("ENTRYPOINT ")]

@@ -7,12 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
-from tests._image import REPO, build_app_root, image_entrypoint, image_env
+from tests._image import REPO, app_owned, build_app_root, image_entrypoint, image_env, image_user
 
 ENTRYPOINT = "docker/entrypoint.sh"
 ALL_SKIPS = ["--skip-scraping", "--skip-modeling", "--skip-forecasting", "--skip-upload"]
@@ -92,6 +93,56 @@ def test_restart_on_the_same_share_finds_what_the_last_run_wrote(app, tmp_path):
     assert read.returncode == 0, read.stderr
     assert read.stdout.strip() == "forecast-1"
     assert (fresh / "packages" / "forecasting" / "data").is_symlink()
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # readable by any user, unlike a venv under /root
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv") or not SYSTEM_PYTHON.exists(),
+    reason="needs root (to hand files to the image's user), setpriv and /usr/bin/python3",
+)
+@pytest.mark.parametrize("owned", [True, False], ids=["as-the-dockerfile-owns", "app-root-not-owned"])
+def test_the_image_user_links_with_the_ownership_the_dockerfile_gives(owned):
+    """The image runs as its USER, not root: it can make its links only where the Dockerfile's chown
+    lets it. Without that, init refuses before it creates anything on the share."""
+    base = Path(tempfile.mkdtemp(dir="/tmp"))  # not pytest's tmp_path, which other users cannot enter
+    try:
+        base.chmod(0o755)
+        app_root = build_app_root(base / "app")
+        share = base / "share"
+        share.mkdir()
+        uid, gid = image_user()
+        for path in [share, *(app_owned(app_root) if owned else [])]:
+            os.chown(path, uid, gid)
+        # storage-links is stdlib only: the image user runs it with the system Python.
+        shutil.copytree(REPO / "packages" / "storage-links" / "src", base / "src")
+        (base / "bin").mkdir()
+        (base / "bin" / "storage-links").write_text(f'#!/bin/sh\nexec {SYSTEM_PYTHON} -m storage_links "$@"\n')
+        (base / "bin" / "storage-links").chmod(0o755)
+        env = image_env(app_root, share, PYTHONPATH=str(base / "src"), HOME=str(base))
+        env["PATH"] = f"{base / 'bin'}{os.pathsep}{env['PATH']}"
+
+        user = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+        result = subprocess.run(
+            [*user, str(app_root / ENTRYPOINT), *ALL_SKIPS],
+            cwd=app_root / "packages",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+        if owned:
+            assert result.returncode == 0, result.stderr
+            assert (app_root / "logs").resolve() == share / "logs"
+            assert (app_root / "packages" / "forecasting" / "data").resolve() == share / "forecasting" / "data"
+        else:
+            assert result.returncode != 0
+            assert f"logs: {app_root} is not writable by this user (uid {uid})" in result.stderr
+            assert list(share.iterdir()) == []  # refused before anything was made
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize(

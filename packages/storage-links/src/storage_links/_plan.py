@@ -137,6 +137,10 @@ def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
             conflicts.append(
                 f"{lp.label}: {lp.local} is a regular file where the data directory belongs; move it away and re-run"
             )
+    parent = os.path.dirname(lp.local)
+    if lp.state != "linked" and os.path.isdir(parent) and not os.access(parent, os.W_OK | os.X_OK):
+        # Found now, not after the share's side is made: the link goes in `parent`.
+        conflicts.append(f"{lp.label}: {parent} is not writable by this user (uid {os.getuid()}); the link goes there")
     for kind in (NEW_LINK, UNLINK_COPY):
         path = reserved(lp.local, kind)
         try:
