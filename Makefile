@@ -18,7 +18,8 @@ LOG_LEVELS := DEBUG INFO WARNING ERROR
 PROFILES := local prod
 SKIP ?=
 LOG_LEVEL ?= INFO
-PROFILE ?= local
+# The environment's PIPELINE_PROFILE (the container's, set by compose or ACI) unless PROFILE is given.
+PROFILE ?= $(or $(PIPELINE_PROFILE),local)
 DRY_RUN ?=
 
 ifneq ($(filter-out $(STAGES),$(SKIP)),)
@@ -29,6 +30,9 @@ $(error LOG_LEVEL: '$(LOG_LEVEL)' is not one level; allowed: $(LOG_LEVELS))
 endif
 ifeq ($(filter $(LOG_LEVEL),$(LOG_LEVELS)),)
 $(error LOG_LEVEL: unknown level '$(LOG_LEVEL)'; allowed: $(LOG_LEVELS))
+endif
+ifneq ($(words $(PROFILE)),1)
+$(error PROFILE: '$(PROFILE)' is not one profile; allowed: $(PROFILES))
 endif
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
 $(error PROFILE: unknown profile '$(PROFILE)'; allowed: $(PROFILES))

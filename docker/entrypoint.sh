@@ -51,7 +51,11 @@ init_links() {
 
 if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
   # The command's own output stays clean on stdout: the link report goes to stderr.
-  init_links >&2 || echo "entrypoint: storage-links init failed; running '$1' anyway for troubleshooting" >&2
+  status=0
+  init_links >&2 || status=$?
+  # Stopped (docker stop's SIGTERM, Ctrl-C) during init: stop, as asked, rather than start the command.
+  case "$status" in 130 | 143) exit "$status" ;; esac
+  [ "$status" -eq 0 ] || echo "entrypoint: storage-links init failed; running '$1' anyway for troubleshooting" >&2
   exec "$@"
 fi
 

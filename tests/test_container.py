@@ -198,6 +198,16 @@ def test_entrypoint_passes_skips_and_level_to_the_stage_sequence(app):
     assert "skipping: scraping modelling forecasting" in result.stderr
 
 
+def test_the_containers_profile_reaches_the_stages(app):
+    """compose and ACI set PIPELINE_PROFILE=prod: without a FRED key the scraping stage must refuse,
+    never fall back to the bundled dataset."""
+    app_root, share = app
+    result = start(app_root, share, *ALL_SKIPS[1:], PIPELINE_PROFILE="prod")
+    assert "profile prod" in result.stderr
+    assert "the prod profile never falls back to the bundled dataset" in result.stderr
+    assert result.returncode != 0
+
+
 def test_dockerfile_is_lint_clean():
     result = subprocess.run(
         [str(REPO / ".venv" / "bin" / "hadolint"), str(REPO / "docker" / "Dockerfile")],
@@ -252,10 +262,13 @@ def test_docker_stop_reaches_the_running_stage_which_stops_cleanly(app):
     assert not (share / "modelling" / "predictions" / "LATEST").exists()
 
 
-def test_docker_stop_during_a_first_start_migration_releases_the_share_lock(app, smb_share):
+# The stages, or a command given to the container: either way a stop during init stops the container.
+@pytest.mark.parametrize("command", [ALL_SKIPS, ["sleep", "60"]], ids=["stages", "command"])
+def test_docker_stop_during_a_first_start_migration_releases_the_share_lock(app, smb_share, command):
     """SIGTERM (from tini, from `docker stop`) while init migrates data onto the real SMB share: the
     entrypoint passes it to storage-links, which stops between safe steps and removes its lock, so a
-    container started next (on another host) need not wait ten minutes for the lock to go stale."""
+    container started next (on another host) need not wait ten minutes for the lock to go stale.
+    The command is not started."""
     app_root, _ = app
     local = app_root / "packages" / "scraping" / "scraped_data" / "fred"
     local.mkdir(parents=True)
@@ -263,7 +276,7 @@ def test_docker_stop_during_a_first_start_migration_releases_the_share_lock(app,
     for name, content in files.items():
         (local / name).write_bytes(content)
     container = subprocess.Popen(
-        [str(app_root / ENTRYPOINT), *ALL_SKIPS],
+        [str(app_root / ENTRYPOINT), *command],
         cwd=app_root / "packages",
         env=image_env(app_root, smb_share),
         stdout=subprocess.PIPE,
@@ -278,7 +291,7 @@ def test_docker_stop_during_a_first_start_migration_releases_the_share_lock(app,
             assert time.monotonic() < deadline, "init took no lock within 120 s"
             time.sleep(0.01)
         container.send_signal(signal.SIGTERM)
-        _, err = container.communicate(timeout=120)
+        _, err = container.communicate(timeout=50)  # within the command's 60 s, had it started
     finally:
         container.kill()
 

@@ -21,6 +21,7 @@ def make(*args: str) -> subprocess.CompletedProcess[str]:
         (["run", "LOG_LEVEL=LOUD"], "LOG_LEVEL: unknown level 'LOUD'; allowed: DEBUG INFO WARNING ERROR"),
         (["run", "LOG_LEVEL=DEBUG INFO"], "LOG_LEVEL: 'DEBUG INFO' is not one level"),
         (["run", "PROFILE=staging"], "PROFILE: unknown profile 'staging'; allowed: local prod"),
+        (["run", "PROFILE=local prod"], "PROFILE: 'local prod' is not one profile; allowed: local prod"),
         (["stages", "BOOTSTRAP=maybe"], "BOOTSTRAP: 'maybe' must be 1 or 0"),
     ],
 )
