@@ -37,8 +37,8 @@ commands:
 
 options:
   --root PATH    project root (default: PIPELINE_ROOT, else the installed workspace)
-  --share PATH   share root (default: FILESHARE_ROOT, else /mnt/fileshare if it
-                 exists, else <root>/local_fileshare)
+  --share PATH   share root (default: FILESHARE_ROOT, which the image sets to
+                 /mnt/fileshare, else <root>/local_fileshare)
   --json         print one JSON document on stdout, for success and errors alike
   -h, --help     show this help
 

@@ -15,7 +15,6 @@ import os
 
 from storage_links._errors import ContractError
 
-CONTAINER_SHARE = "/mnt/fileshare"
 LOCAL_SHARE_NAME = "local_fileshare"
 ROOT_PACKAGE = ""  # the workspace root's own contract (logs) has no package name
 _CACHE_FORMAT = 1
@@ -43,12 +42,13 @@ def find_root() -> str:
 
 
 def find_share(root: str | None = None) -> str:
-    """FILESHARE_ROOT if set, else /mnt/fileshare when it exists, else <project>/local_fileshare."""
+    """FILESHARE_ROOT if set (the image sets /mnt/fileshare), else <project>/local_fileshare.
+
+    Never a share found lying about: a checkout on a machine where /mnt/fileshare is mounted (the
+    production share, for a look) would otherwise move its data onto it."""
     env = os.environ.get("FILESHARE_ROOT")
     if env:
         return os.path.abspath(env)
-    if os.path.exists(CONTAINER_SHARE):
-        return CONTAINER_SHARE
     return os.path.join(root or find_root(), LOCAL_SHARE_NAME)
 
 
