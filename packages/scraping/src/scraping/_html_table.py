@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from scraping._errors import LayoutChanged
@@ -75,11 +75,20 @@ def fetch_page(fetcher: Fetcher, source: TableSource, month: date) -> pd.DataFra
     return parse_table(response.text, spec, f"{what} ({url})")
 
 
-def months_to_fetch(last_stored: date | None, today: date, backfill_months: int) -> list[date]:
-    """First days of the months to ask for: from the stored data's last month (or the backfill) to today's."""
+def months_to_fetch(
+    last_stored: date | None, today: date, backfill_months: int, *, weekdays_only: bool = False
+) -> list[date]:
+    """First days of the months to ask for: from the stored data's last month (or the backfill) to today's.
+
+    The last stored month is skipped when no day of it (no weekday, for business-daily data) is left
+    after the last stored one: early in a month a re-run then asks for one page, not two.
+    """
     end = today.replace(day=1)
     if last_stored is not None:
         start = last_stored.replace(day=1)
+        rest = (last_stored + timedelta(days=n) for n in range(1, 32))
+        if not any(d.month == last_stored.month and (d.weekday() < 5 or not weekdays_only) for d in rest):
+            start = date(start.year + start.month // 12, start.month % 12 + 1, 1)
     else:
         index = end.year * 12 + end.month - 1 - (backfill_months - 1)
         start = date(index // 12, index % 12 + 1, 1)

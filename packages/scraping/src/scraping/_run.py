@@ -340,7 +340,10 @@ def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> Series
     today = datetime.now(UTC).date()
     if source.spec.monthly:
         last = stored.frame["date"].max().date() if stored is not None else None
-        months = months_to_fetch(last, today, source.backfill_months)
+        months = months_to_fetch(last, today, source.backfill_months, weekdays_only=source.meta["frequency"] == "B")
+        if not months:  # the last stored day ends its month, and the next month has not begun here
+            store.update_meta(source.key, dict(source.meta))
+            return SeriesResult(source.key, "unchanged")
     else:
         months = [today]
     pages = [fetch_page(fetcher, source, month) for month in months]
