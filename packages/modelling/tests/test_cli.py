@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from modelling import ConfigError
 from modelling._cli import EXIT_CONFIG, EXIT_INPUT, EXIT_OK, EXIT_SERIES_FAILED, EXIT_STORAGE, EXIT_WORKER, main
 
 COLUMNS = {
@@ -257,6 +258,26 @@ def test_bad_config_names_the_key_and_the_file(two_series, tmp_path, monkeypatch
     assert f"{config}: horizon.M: expected a positive integer, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda text: "foo = 1\n" + text, "foo: unknown key (allowed: backtest, daily_window, horizon,"),
+        (lambda text: text.replace("folds = 3", "foldz = 3"), "backtest.foldz: unknown key (allowed: folds, step)"),
+        (lambda text: text.replace("calibrate = true", "calbrate = true"), "intervals.calbrate: unknown key"),
+        (lambda text: text.replace('"ets", ', '"ets", "ets", '), "models: 'ets' is listed twice"),
+    ],
+    ids=["top-level", "backtest", "intervals", "model-twice"],
+)
+def test_a_misspelt_or_repeated_key_is_named_with_the_file(tmp_path, edit, message):
+    from modelling._config import default_config_path, load_config
+
+    config = tmp_path / "modelling.toml"
+    config.write_text(edit(default_config_path().read_text()))
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert str(caught.value).startswith(f"{config}: {message}")
+
+
 def test_dry_run_and_series_selection_write_nothing(two_series, predictions, monkeypatch, capsys):
     assert model("r1", monkeypatch, "--dry-run", "--series", "fred/SALES") == EXIT_OK
     err = capsys.readouterr().err
@@ -400,7 +421,7 @@ def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, st
     [
         (("calibrate = true", 'calibrate = "yes"'), "intervals.calibrate: expected bool, got 'yes'"),
         (("min_points = 40", "min_points = 0"), "intervals.min_points: expected a positive integer, got 0"),
-        (("[intervals]", "[interval_settings]"), "intervals: missing"),
+        (("[intervals]", "[interval_settings]"), "interval_settings: unknown key"),
     ],
 )
 def test_a_bad_intervals_setting_names_the_key_and_the_file(

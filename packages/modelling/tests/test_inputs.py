@@ -1,7 +1,8 @@
 import json
 
 import pytest
-from modelling._inputs import Label, read_manifest
+from modelling._errors import SeriesError
+from modelling._inputs import Label, read_manifest, read_series
 
 
 @pytest.mark.parametrize("file", ["../../secrets.parquet", "/etc/passwd", "fred/../../x.parquet", ""])
@@ -40,3 +41,36 @@ def test_titles_and_units_come_from_the_manifest_and_name_the_column_of_a_multi_
         ("treasury/par_yield_curve:2yr", Label(f"{curve['title']}: 2yr", "Percent", "treasury", curve["id"])),
         ("treasury/par_yield_curve:10yr", Label(f"{curve['title']}: 10yr", "Percent", "treasury", curve["id"])),
     ]
+
+
+def test_columns_that_are_not_names_are_a_problem_of_that_series_only(tmp_path):
+    scraped = tmp_path / "scraped_data"
+    scraped.mkdir()
+    entry = {"frequency": "M", "content_hash": "sha256:0"}
+    series = {"fred/ODD": {**entry, "file": "fred/ODD.parquet", "columns": [1]}, "fred/OK": {**entry, "file": "x"}}
+    (scraped / "manifest.json").write_text(json.dumps({"series": series}))
+
+    refs, problems = read_manifest(scraped)
+
+    assert [r.name for r in refs] == ["fred/OK"]
+    assert problems == {
+        "fred/ODD": f"{scraped / 'manifest.json'}: series 'fred/ODD': 'columns' must be a list of column names"
+    }
+
+
+def test_a_column_the_file_lacks_is_named_in_one_line(tmp_path):
+    import pandas as pd
+
+    scraped = tmp_path / "scraped_data"
+    (scraped / "fred").mkdir(parents=True)
+    pd.DataFrame({"date": pd.date_range("2020-01-01", periods=24, freq="MS"), "value": 1.0}).to_parquet(
+        scraped / "fred" / "CPI.parquet"
+    )
+    entry = {"frequency": "M", "file": "fred/CPI.parquet", "columns": ["value", "nope"], "content_hash": "sha256:0"}
+    (scraped / "manifest.json").write_text(json.dumps({"series": {"fred/CPI": entry}}))
+    refs, _ = read_manifest(scraped)
+
+    assert len(read_series(scraped, refs[0])) == 24
+    with pytest.raises(SeriesError) as caught:
+        read_series(scraped, refs[1])
+    assert str(caught.value) == f"{scraped / 'fred' / 'CPI.parquet'}: no column 'nope', which the manifest lists"

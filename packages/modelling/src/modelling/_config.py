@@ -18,6 +18,7 @@ MODELS = ("auto_sarima", "ets", "theta", "optimised_theta", "seasonal_naive")
 FREQUENCIES = ("D", "B", "W", "M", "Q", "A")
 SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
 TRANSFORMS = ("none", "auto")
+_KEYS = {"models", "levels", "min_points", "transform", "daily_window", "horizon", "backtest", "intervals"}
 CONFIG_VERSION = 4  # bump when the code changes what a fit produces, so cached fits are not reused
 
 
@@ -56,11 +57,14 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    _only(path, "", raw, _KEYS)
     read = _Reader(raw, path)
     models = tuple(read.list_of("models", str))
     for model in models:
         if model not in MODELS:
             raise ConfigError(f"{path}: models: unknown model {model!r} (known: {', '.join(MODELS)})")
+        if models.count(model) > 1:  # each would be fitted and written twice, rows forecasting cannot tell apart
+            raise ConfigError(f"{path}: models: {model!r} is listed twice")
     if not models:
         raise ConfigError(f"{path}: models: name at least one model")
     levels = tuple(read.list_of("levels", int))
@@ -80,12 +84,15 @@ def load_config(path: Path | None = None) -> Config:
     if unknown:
         raise ConfigError(f"{path}: horizon.{sorted(unknown)[0]}: unknown frequency code")
     backtest = read.value("backtest", dict)
+    _only(path, "backtest.", backtest, {"folds", "step"})
     folds, step = backtest.get("folds"), backtest.get("step")
     if not isinstance(folds, int) or isinstance(folds, bool) or folds < 0:
         raise ConfigError(f"{path}: backtest.folds: expected an integer >= 0, got {folds!r}")
     if not isinstance(step, int) or isinstance(step, bool) or step < 0:
         raise ConfigError(f"{path}: backtest.step: expected an integer >= 0, got {step!r}")
-    intervals = _Reader(read.value("intervals", dict), path, "intervals.")
+    intervals_table = read.value("intervals", dict)
+    _only(path, "intervals.", intervals_table, {"calibrate", "min_points"})
+    intervals = _Reader(intervals_table, path, "intervals.")
     return Config(
         models=models,
         levels=levels,
@@ -99,6 +106,12 @@ def load_config(path: Path | None = None) -> Config:
         calibration_min_points=intervals.positive_int("min_points"),
         source=str(path),
     )
+
+
+def _only(path: Path, prefix: str, table: dict, allowed: set[str]) -> None:
+    """A misspelt key is an error, not a setting silently left at nothing."""
+    for key in sorted(set(table) - allowed):
+        raise ConfigError(f"{path}: {prefix}{key}: unknown key (allowed: {', '.join(sorted(allowed))})")
 
 
 class _Reader:

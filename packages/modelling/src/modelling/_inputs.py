@@ -70,6 +70,9 @@ def read_manifest(scraped: Path) -> tuple[list[SeriesRef], dict[str, str]]:
         if not isinstance(file, str) or not isinstance(columns, list) or not columns:
             problems[key] = f"{path}: series {key!r}: 'file' or 'columns' missing"
             continue
+        if not all(isinstance(column, str) and column for column in columns):
+            problems[key] = f"{path}: series {key!r}: 'columns' must be a list of column names"
+            continue
         if not _inside(file):
             problems[key] = f"{path}: series {key!r}: 'file' {file!r} is not a relative path inside {scraped.name}/"
             continue
@@ -116,11 +119,17 @@ def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
 
     path = scraped / ref.file
     try:
-        table = pq.read_table(path, columns=["date", ref.column])
+        parquet = pq.ParquetFile(path)
+        missing = [c for c in ("date", ref.column) if c not in parquet.schema_arrow.names]
+        if missing:
+            raise SeriesError(f"{path}: no column {missing[0]!r}, which the manifest lists")
+        table = parquet.read(columns=["date", ref.column])
     except FileNotFoundError:
         raise SeriesError(f"{path}: file listed in the manifest is missing") from None
-    except (pa.ArrowException, OSError, KeyError) as exc:
-        raise SeriesError(f"{path}: malformed Parquet or missing column 'date'/{ref.column!r}: {exc}") from None
+    except (pa.ArrowException, OSError) as exc:
+        # Arrow's messages can run to many lines (a schema dump): the first says what is wrong.
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise SeriesError(f"{path}: malformed Parquet: {reason}") from None
     frame = table.to_pandas()
     dates = pd.to_datetime(frame["date"], errors="coerce")
     if dates.isna().any() or not dates.is_monotonic_increasing or dates.duplicated().any():
