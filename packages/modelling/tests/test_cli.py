@@ -285,6 +285,62 @@ def test_dry_run_and_series_selection_write_nothing(two_series, predictions, mon
     assert runs(predictions) == []
 
 
+def test_a_series_run_fits_those_named_and_carries_the_others_over(
+    two_series, store, make_monthly, macro, predictions, monkeypatch, capsys
+):
+    """LATEST is what forecasting publishes: a --series run must not drop the series it was not asked
+    to fit. They are carried over as they were, and a later full run fits them to their new data."""
+    store("bundled/realgdp", macro().iloc[-84:-4], "Q")
+    assert model("r1", monkeypatch) == EXIT_OK
+    store("fred/SALES", make_monthly(63), "M")
+    store("bundled/realgdp", macro().iloc[-84:], "Q")  # both grew; only SALES is asked for
+
+    assert model("r2", monkeypatch, "--series", "fred/SALES") == EXIT_OK
+
+    assert "2 series: 1 to fit, 1 unchanged (reused from run r1)" in capsys.readouterr().err
+    old, new = (pd.read_parquet(predictions / run / "forecasts.parquet") for run in ("r1", "r2"))
+    assert set(new["series"]) == {"fred/SALES", "bundled/realgdp"}
+    gdp = [f[f["series"] == "bundled/realgdp"].reset_index(drop=True) for f in (old, new)]
+    pd.testing.assert_frame_equal(*gdp)  # as it was, not refit to the four new quarters
+    assert new[new["series"] == "fred/SALES"]["date"].min() == pd.Timestamp("2015-04-01")  # fitted to 63 months
+    assert (predictions / "LATEST").read_text().strip() == "r2"
+
+    assert model("r3", monkeypatch) == EXIT_OK  # not "nothing new": realgdp's fit is older than its data
+    assert "2 series: 1 to fit, 1 unchanged (reused from run r2)" in capsys.readouterr().err
+    latest = pd.read_parquet(predictions / "r3" / "forecasts.parquet")
+    assert latest[latest["series"] == "bundled/realgdp"]["date"].min() == pd.Timestamp("2009-10-01")
+    assert gdp[0]["date"].min() == pd.Timestamp("2008-10-01")
+
+
+def test_a_series_run_under_another_config_is_refused_and_writes_nothing(
+    two_series, tmp_path, predictions, monkeypatch, capsys
+):
+    assert model("r1", monkeypatch) == EXIT_OK
+    config = stage_config(tmp_path, "ets.toml", models='["ets"]')
+
+    assert model("r2", monkeypatch, "--config", config, "--series", "fred/SALES") == EXIT_INPUT
+
+    assert "--series: the config changed since run r1, so its other series cannot be carried over" in (
+        capsys.readouterr().err
+    )
+    assert runs(predictions) == ["r1"] and (predictions / "LATEST").read_text().strip() == "r1"
+
+
+def test_a_retitled_series_makes_a_new_run_without_fitting(two_series, scraped, predictions, monkeypatch, capsys):
+    """Titles and units reach the report through run.json: a manifest that renames a series is news."""
+    assert model("r1", monkeypatch) == EXIT_OK
+    manifest = json.loads((scraped / "manifest.json").read_text())
+    manifest["series"]["fred/SALES"] |= {"title": "Retail sales", "units": "Millions of Dollars"}
+    (scraped / "manifest.json").write_text(json.dumps(manifest))
+
+    assert model("r2", monkeypatch) == EXIT_OK
+
+    assert "2 series: 0 to fit, 2 unchanged (reused from run r1)" in capsys.readouterr().err
+    label = json.loads((predictions / "r2" / "run.json").read_text())["labels"]["fred/SALES"]
+    assert (label["title"], label["units"]) == ("Retail sales", "Millions of Dollars")
+    assert model("r3", monkeypatch) == EXIT_OK and runs(predictions) == ["r1", "r2"]  # and then nothing new
+
+
 def test_help_lists_the_options(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "--help"])

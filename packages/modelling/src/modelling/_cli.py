@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmd.add_argument("--jobs", type=int, default=os.cpu_count() or 1, metavar="N",
                          help="worker processes (default: the number of CPUs)")  # fmt: skip
     run_cmd.add_argument("--series", nargs="+", metavar="NAME",
-                         help="only these series (manifest keys, or key:column for a multi-column file)")  # fmt: skip
+                         help="fit only these series (manifest keys, or key:column for a multi-column file); "
+                              "the run carries the others over from the last run as they were")  # fmt: skip
     run_cmd.add_argument(
         "--config", type=Path, metavar="PATH", help=f"settings (TOML); default: {default_config_path()}"
     )

@@ -65,15 +65,14 @@ def run(
     predictions = data_dir("modelling", "predictions")
     cache_dir = data_dir("modelling", "cache") / "sarima_params"
     refs, failed = read_manifest(scraped)
+    config_fp = config.fingerprint()
+    previous = _previous_run(predictions)
     if only:
         unknown = sorted(set(only) - {r.name for r in refs} - {r.key for r in refs})
         if unknown:
             raise InputError(f"--series: not in {scraped / 'manifest.json'}: {', '.join(unknown)}")
-        refs = [r for r in refs if r.name in only or r.key in only]
-        failed = {k: v for k, v in failed.items() if k in only}
-    config_fp = config.fingerprint()
+        refs, failed = _select(refs, failed, only, previous, config_fp)
     digest = inputs_digest(scraped, refs)
-    previous = _previous_run(predictions)
     # Same bytes in, same config, and every series modelled last time: planning would find nothing new,
     # so it is skipped (it reads every series with pandas, most of a nothing-new run's time).
     if not only and previous and previous.get("inputs_digest") == digest \
@@ -92,8 +91,13 @@ def run(
         log.warning("%s: %s", name, reason)
     inputs = {p.ref.key: p.ref.content_hash for p in planned}
     fingerprints = {p.ref.name: p.fingerprint for p in planned}
+    if only:  # the others are carried over from the previous run as they were, fingerprints and all
+        carried = {p.ref.name for p in planned if p.ref.name not in only and p.ref.key not in only}
+        fingerprints |= {name: previous["fingerprints"][name] for name in carried}
+        inputs |= {p.ref.key: previous["inputs"][p.ref.key] for p in planned if p.ref.name in carried}
+    labels = {p.ref.name: asdict(p.ref.label) for p in planned}  # a retitled series is news for the report
     if previous and previous.get("config_fingerprint") == config_fp and previous.get("fingerprints") == fingerprints \
-            and previous.get("failed") == failed:  # fmt: skip
+            and previous.get("failed") == failed and previous.get("labels") == labels:  # fmt: skip
         log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
         return Report(None, nothing_new=True)
     if not planned:
@@ -160,12 +164,14 @@ def run(
         "frequency": {n: by_name[n].ref.frequency for n in sorted(modelled)},
         "season_length": {n: SEASON_LENGTH[by_name[n].ref.frequency] for n in sorted(modelled)},
         "horizon": {n: config.horizon[by_name[n].ref.frequency] for n in sorted(modelled)},
-        "labels": {n: asdict(by_name[n].ref.label) for n in sorted(modelled)},
+        "labels": {n: labels[n] for n in sorted(modelled)},
         "inputs": inputs,
         "failed": report.failed,
         "config_fingerprint": config_fp,
         "fingerprints": fingerprints,
-        "inputs_digest": digest,
+        # A --series run's carried series were fitted to older inputs: its digest would tell the next
+        # run that nothing changed, and they would never be fitted to what is stored now.
+        "inputs_digest": None if only else digest,
         "fit_failed": sorted(set(report.failed) - set(failed)),
         "calibration": _calibration_record(calibration),
     }
@@ -360,6 +366,34 @@ def _jsonable(value):
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def _select(
+    refs: list[SeriesRef], failed: dict[str, str], only: list[str], previous: dict | None, config_fp: str
+) -> tuple[list[SeriesRef], dict[str, str]]:
+    """The series of a --series run: those named, to be fitted, and every other one the previous run
+    modelled, to be carried over as it was. A run becomes LATEST, which forecasting publishes: one
+    that held only the named series would drop all the others from the published forecasts."""
+
+    def named(name: str, key: str) -> bool:
+        return name in only or key in only
+
+    if previous is None:
+        return [r for r in refs if named(r.name, r.key)], {k: v for k, v in failed.items() if k in only}
+    if previous.get("config_fingerprint") != config_fp:
+        raise InputError(f"--series: the config changed since run {previous['run_id']}, so its other series cannot "
+                         "be carried over; run without --series to fit every series")  # fmt: skip
+    modelled, old_inputs = previous.get("fingerprints") or {}, previous.get("inputs") or {}
+    keep = [
+        r for r in refs
+        if named(r.name, r.key) or (r.name in modelled and r.name not in previous.get("failed", {})
+                                    and r.key in old_inputs)
+    ]  # fmt: skip
+    left_out = sorted({r.name for r in refs} - {r.name for r in keep})
+    if left_out:
+        log.info("--series: not in run %s, so not carried over: %s", previous["run_id"], ", ".join(left_out))
+    carried_failures = {k: v for k, v in (previous.get("failed") or {}).items() if k not in only}
+    return keep, {**carried_failures, **{k: v for k, v in failed.items() if k in only}}
 
 
 def _previous_run(predictions: Path) -> dict | None:
