@@ -96,6 +96,18 @@ def test_progress_writes_only_to_a_terminal():
     assert pipe.getvalue() == ""
 
 
+def test_progress_stopped_halfway_ends_its_line():
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    with pytest.raises(KeyboardInterrupt), Progress(3, "fit", stream=tty) as progress:
+        progress.step("a", "ok")
+        raise KeyboardInterrupt
+    assert tty.getvalue().endswith("[1/3] fit a: ok\n")  # the stop's message starts a line of its own
+
+
 def test_a_write_through_a_link_to_a_vanished_share_names_the_missing_share(tmp_path):
     share = tmp_path / "share"
     (share / "data").mkdir(parents=True)

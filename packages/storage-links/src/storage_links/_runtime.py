@@ -208,6 +208,15 @@ class Progress:
                 self.stream.write("\n")
             self.stream.flush()
 
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Stopped or failed halfway: end the line, so that the message that follows starts its own.
+        if self.enabled and 0 < self.done < self.total:
+            self.stream.write("\n")
+            self.stream.flush()
+
 
 class Interrupted(KeyboardInterrupt):
     """The run was asked to stop: Ctrl-C (SIGINT), or SIGTERM from `docker stop` or a stopped Azure container."""
