@@ -167,8 +167,18 @@ def test_second_run_without_new_predictions_says_nothing_new(make_predictions, m
     assert run_cli(monkeypatch, "r1") == 0
     capsys.readouterr()
     assert run_cli(monkeypatch, "r2") == 0
-    assert "nothing new: predictions run p1 is already published" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # Once, as a log line on stderr; stdout stays empty.
+    assert err.count("nothing new: predictions run p1 is already published") == 1 and out == ""
     assert output_runs() == ["r1"] and latest() == "r1"
+
+
+def test_nothing_new_is_an_info_line_that_warning_hides(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    capsys.readouterr()
+    assert run_cli(monkeypatch, "r2", "--log-level", "WARNING") == 0
+    assert capsys.readouterr() == ("", "")
 
 
 def test_new_predictions_make_a_new_run_and_keep_prunes_all_but_latest(make_predictions, monkeypatch):
@@ -234,6 +244,40 @@ def test_series_failed_in_modelling_is_listed_not_published(make_predictions, mo
     assert "CPI: too short" in (output_root() / "r1" / "report.html").read_text()
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda meta: meta["season_length"].update(CPI="x"),
+            "season_length[\"CPI\"] must be a whole number >= 1, got 'x'",
+        ),
+        (lambda meta: meta["season_length"].update(CPI=0), 'season_length["CPI"] must be a whole number >= 1, got 0'),
+        (lambda meta: meta["horizon"].update(GDP=8.5), 'horizon["GDP"] must be a whole number >= 1, got 8.5'),
+        (lambda meta: meta["frequency"].update(CPI=12), 'frequency["CPI"] must be a frequency code, got 12'),
+        (lambda meta: meta["frequency"].pop("CPI"), "frequency has no entry for series CPI"),
+        (lambda meta: meta["season_length"].pop("GDP"), "season_length has no entry for series GDP"),
+        (lambda meta: meta["horizon"].pop("UNRATE"), "horizon has no entry for series UNRATE"),
+    ],
+    ids=[
+        "season-text",
+        "season-zero",
+        "horizon-fraction",
+        "frequency-number",
+        "no-frequency",
+        "no-season",
+        "no-horizon",
+    ],
+)
+def test_hand_edited_run_json_is_one_input_error_naming_the_key(make_predictions, monkeypatch, capsys, edit, message):
+    run_json = make_predictions("p1") / "run.json"
+    meta = json.loads(run_json.read_text())
+    edit(meta)
+    run_json.write_text(json.dumps(meta))
+    assert run_cli(monkeypatch, "r1") == InputError.exit_code
+    assert capsys.readouterr().err == f"forecasting: error: {run_json}: {message}\n"
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
 def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
     directory = make_predictions("p1")
     (directory / "backtests.parquet").write_bytes(b"not parquet")
@@ -263,6 +307,52 @@ def test_bad_config_names_key_and_file(make_predictions, monkeypatch, capsys, tm
     assert run_cli(monkeypatch, "r1") == 3
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.write_bytes(b"\xff\xfe[select]\n"), "not UTF-8 text"),  # a UTF-16 save
+        (lambda path: path.mkdir(), "cannot read: Is a directory"),
+    ],
+    ids=["not-utf8", "directory"],
+)
+def test_unreadable_config_is_one_line_naming_the_file(make_predictions, monkeypatch, capsys, tmp_path, make, message):
+    path = tmp_path / "forecasting.toml"
+    make(path)
+    monkeypatch.setenv("FORECASTING_CONFIG", str(path))
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 3
+    err = capsys.readouterr().err
+    assert err == f"forecasting: error: {path} (from FORECASTING_CONFIG): {message}\n"
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+@pytest.mark.parametrize("floor", ["seasonal_naiv", "median"])  # a typo; a combination is not a model
+def test_floor_naming_no_model_of_the_predictions_is_a_config_error(
+    make_predictions, monkeypatch, capsys, tmp_path, floor
+):
+    path = tmp_path / "forecasting.toml"
+    path.write_text(f'[select]\nfloor = ["{floor}"]\n')
+    monkeypatch.setenv("FORECASTING_CONFIG", str(path))
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 3
+    err = capsys.readouterr().err
+    assert err == (
+        f"forecasting: error: {path}: select.floor: unknown model {floor!r} "
+        "(models in predictions run p1: auto_sarima, ets, seasonal_naive, theta)\n"
+    )
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+def test_an_empty_floor_is_accepted_and_combines_the_benchmark_too(make_predictions, monkeypatch, tmp_path):
+    path = tmp_path / "forecasting.toml"
+    path.write_text("[select]\nfloor = []\n")
+    monkeypatch.setenv("FORECASTING_CONFIG", str(path))
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    forecasts = pd.read_parquet(output_root() / "r1" / "forecasts.parquet")
+    assert forecasts["models"].str.contains("seasonal_naive").any()
 
 
 def test_bad_profile_is_a_config_error(project, monkeypatch, capsys):

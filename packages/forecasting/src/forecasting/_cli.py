@@ -71,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             configure_logging("forecasting", args.log_level, this_run)
             settings = load_settings()
             if args.command == "run":
-                result = run(this_run, settings, keep=args.keep, dry_run=args.dry_run)
-                if result.run_id is None and not args.dry_run:
-                    print(f"nothing new: predictions run {result.predictions_run} is already published")
+                run(this_run, settings, keep=args.keep, dry_run=args.dry_run)  # "nothing new" is logged there
             else:
                 upload(settings, args.run, dry_run=args.dry_run)
     except ForecastingError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,14 +86,18 @@ def load_settings(path: Path | None = None) -> Settings:
     """Read the config (FORECASTING_CONFIG, else the packaged default) and PIPELINE_PROFILE."""
     env_path = os.environ.get(CONFIG_ENV)
     source = Path(path or env_path or default_config_path())
+    where = f" (from {CONFIG_ENV})" if env_path and not path else ""
     try:
         with source.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        where = f" (from {CONFIG_ENV})" if env_path and not path else ""
         raise ConfigError(f"{source}{where}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
+        raise ConfigError(f"{source}{where}: not UTF-8 text") from None
+    except OSError as exc:  # a directory, no permission, ...
+        raise ConfigError(f"{source}{where}: cannot read: {exc.strerror}") from None
     reader = _Reader(source, data)
     select = SelectSettings(
         combinations=reader.combinations("select", "combinations"),
@@ -115,6 +120,21 @@ def load_settings(path: Path | None = None) -> Settings:
         {"select": SelectSettings, "intervals": IntervalSettings, "report": ReportSettings, "upload": UploadSettings}
     )
     return Settings(source=source, select=select, intervals=intervals, report=report, upload=upload, profile=profile())
+
+
+def check_floor(settings: Settings, models: Iterable[str], run: str) -> None:
+    """Check select.floor against the models predictions run `run` holds.
+
+    Here, not in load_settings: the model names are modelling's, known only from its output. A
+    misspelt name would otherwise match nothing and silently let the benchmark be published.
+    """
+    known = sorted(set(models))
+    for name in settings.select.floor:
+        if known and name not in known:  # a run with no models is refused as such when it is built
+            raise ConfigError(
+                f"{settings.source}: select.floor: unknown model {name!r} "
+                f"(models in predictions run {run}: {', '.join(known)})"
+            )
 
 
 def profile() -> str:

@@ -32,6 +32,8 @@ COLUMNS = {
     "history.parquet": ["series", "date", "value"],
 }
 RUN_KEYS = ("run_id", "created_at", "frequency", "season_length", "horizon", "inputs", "failed")
+PER_SERIES = ("frequency", "season_length", "horizon")  # run.json keys with an entry for every series forecast
+PER_SERIES_COUNTS = ("season_length", "horizon")
 LABEL_KEYS = ("title", "units", "source", "id")
 
 
@@ -57,8 +59,13 @@ class Predictions:
     history: pd.DataFrame
     hashes: dict[str, str]  # file name -> sha256 of its bytes
 
+    @property
+    def models(self) -> set[str]:
+        """Every model name the run holds, whether it forecast or was only scored."""
+        return set(self.forecasts["model"]) | set(self.scores["model"])
+
     def season_length(self, series: str) -> int:
-        return int(self.meta["season_length"].get(series, 1))
+        return self.meta["season_length"][series]  # every forecast series has one (see _check_consistent)
 
     def label(self, series: str) -> Label:
         """What the source says of the series; runs made before modelling recorded it get the series name."""
@@ -127,6 +134,15 @@ def _read_meta(path: Path) -> dict:
     for key in ("frequency", "season_length", "horizon", "inputs", "failed"):
         if not isinstance(meta[key], dict):
             raise InputError(f"{path}: {key} must be an object keyed by series")
+    # Checked here, as run.json can be edited by hand: a bad value would otherwise surface as a
+    # traceback mid-build, or as a wrong MASE scale or a blank cell in the report.
+    for series, value in meta["frequency"].items():
+        if not isinstance(value, str) or not value:
+            raise InputError(f"{path}: frequency[{json.dumps(series)}] must be a frequency code, got {value!r}")
+    for key in PER_SERIES_COUNTS:
+        for series, value in meta[key].items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"{path}: {key}[{json.dumps(series)}] must be a whole number >= 1, got {value!r}")
     labels = meta.get("labels", {})
     if not isinstance(labels, dict) or not all(
         isinstance(label, dict) and all(isinstance(label.get(k, ""), str) for k in LABEL_KEYS)
@@ -174,6 +190,10 @@ def _check_consistent(p: Predictions) -> None:
             f"{where}: series {', '.join(orphans)} have scores but no forecasts "
             "(and are not listed as failed in run.json)"
         )
+    for key in PER_SERIES:
+        missing = sorted(forecast_series - set(p.meta[key]))
+        if missing:
+            raise InputError(f"{where / RUN_FILE}: {key} has no entry for series {', '.join(missing)}")
     no_history = sorted(forecast_series - set(p.history["series"]))
     if no_history:
         raise InputError(f"{where / 'history.parquet'}: no history for series {', '.join(no_history)}")

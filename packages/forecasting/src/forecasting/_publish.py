@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from storage_links import atomic_path, atomic_write, data_dir
 
-from forecasting._config import Settings
+from forecasting._config import Settings, check_floor
 from forecasting._errors import ForecastingError, InputError
 from forecasting._inputs import Predictions, latest_run_id, load_predictions
 
@@ -67,6 +67,7 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     from forecasting._select import build
 
     predictions = load_predictions(predictions_run)
+    check_floor(settings, predictions.models, predictions_run)
     published = build(predictions, settings.select, settings.intervals)
     n_series = len(published.choices)
     combos = sum(c.is_combination for c in published.choices.values())
