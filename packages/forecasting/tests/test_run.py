@@ -173,6 +173,23 @@ def test_second_run_without_new_predictions_says_nothing_new(make_predictions, m
     assert output_runs() == ["r1"] and latest() == "r1"
 
 
+def test_edited_settings_are_published_again_from_the_same_predictions(make_predictions, monkeypatch, tmp_path):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    config = tmp_path / "forecasting.toml"
+    config.write_text(load_settings().source.read_text().replace("single_margin = 0.5", "single_margin = 1"))
+    monkeypatch.setenv("FORECASTING_CONFIG", str(config))
+
+    assert run_cli(monkeypatch, "r2") == 0
+
+    assert output_runs() == ["r1", "r2"] and latest() == "r2"
+    forecasts = pd.read_parquet(output_root() / "r2" / "forecasts.parquet")
+    assert forecasts["method"].isin(["weighted", "median"]).all()  # the new margin took effect
+    inputs = json.loads((data_dir("forecasting", "data") / "input" / "r2" / "inputs.json").read_text())
+    assert inputs["settings"]["select"]["single_margin"] == 1
+    assert run_cli(monkeypatch, "r3") == 0 and output_runs() == ["r1", "r2"]  # then nothing new again
+
+
 def test_nothing_new_is_an_info_line_that_warning_hides(make_predictions, monkeypatch, capsys):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1") == 0

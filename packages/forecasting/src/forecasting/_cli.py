@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         parents=[common],
         help="publish the newest predictions as data/output/<run_id>/",
-        description="Publish the predictions run that predictions/LATEST names, unless it is already published.",
+        description="Publish the predictions run that predictions/LATEST names, unless it is already published "
+        "under the same settings.",
     )
     run_cmd.add_argument("--keep", type=_positive, metavar="N", help="then prune local output runs beyond the newest N")
     up_cmd = commands.add_parser(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from forecasting._errors import ConfigError, CredentialsError
@@ -61,6 +61,12 @@ class Settings:
     report: ReportSettings
     upload: UploadSettings
     profile: str = "local"
+
+    def shaping(self) -> dict:
+        """The settings that shape what is published (not where it goes), as inputs.json records them."""
+        shaping = {"select": asdict(self.select), "intervals": asdict(self.intervals), "report": asdict(self.report)}
+        return {table: {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+                for table, values in shaping.items()}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def latest_output() -> str | None:
 
 def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False) -> RunResult:
     predictions_run = latest_run_id()
-    if _already_published(predictions_run):
+    if _already_published(predictions_run, settings):
         log.info("nothing new: predictions run %s is already published as %s", predictions_run, latest_output())
         return RunResult(None, predictions_run, pruned=prune(keep, dry_run=dry_run) if keep else ())
     # Imported only now: pandas and matplotlib are most of the start-up, and "nothing new" needs neither.
@@ -91,7 +91,8 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    atomic_write(_inputs_path(run_id), json.dumps(_inputs_record(run_id, predictions), indent=2, sort_keys=True))
+    record = _inputs_record(run_id, predictions, settings)
+    atomic_write(_inputs_path(run_id), json.dumps(record, indent=2, sort_keys=True))
     atomic_write(output_dir() / LATEST, run_id + "\n")
     log.info("published %s: %d series -> %s", run_id, n_series, final)
     pruned = prune(keep) if keep else ()
@@ -115,20 +116,27 @@ def prune(keep: int, *, dry_run: bool = False) -> tuple[str, ...]:
     return tuple(doomed)
 
 
-def _already_published(predictions_run: str) -> bool:
-    """True when the run LATEST names was built from this predictions run (per its inputs.json)."""
+def _already_published(predictions_run: str, settings: Settings) -> bool:
+    """True when the run LATEST names was built from this predictions run under these settings (per its
+    inputs.json): an edited forecasting.toml is published again, as the edit's author expects."""
     latest = latest_output()
     if latest is None:
         return False
     record = _inputs_path(latest)
     try:
-        used = json.loads(record.read_text(encoding="utf-8"))["predictions"]["run_id"]
+        recorded = json.loads(record.read_text(encoding="utf-8"))
+        used = recorded["predictions"]["run_id"]
     except FileNotFoundError:
         log.warning("%s is missing; publishing again", record)
         return False
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(f"{record}: unreadable ({type(exc).__name__}: {exc})") from None
-    return used == predictions_run
+    if used != predictions_run:
+        return False
+    if recorded.get("settings") != settings.shaping():
+        log.info("the settings in %s changed since run %s was published: publishing again", settings.source, latest)
+        return False
+    return True
 
 
 def _write_outputs(
@@ -143,7 +151,7 @@ def _write_outputs(
     atomic_write(directory / "report.html", render(run_id, predictions, published, settings.report.history_points))
 
 
-def _inputs_record(run_id: str, predictions: Predictions) -> dict:
+def _inputs_record(run_id: str, predictions: Predictions, settings: Settings) -> dict:
     return {
         "run_id": run_id,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -154,6 +162,7 @@ def _inputs_record(run_id: str, predictions: Predictions) -> dict:
         },
         # The scraped series (manifest keys and content hashes) the predictions were built from.
         "scraped": predictions.meta["inputs"],
+        "settings": settings.shaping(),
     }
 
 
