@@ -177,9 +177,11 @@ def test_sigterm_stops_at_once_and_keeps_what_landed(tmp_path, project, server, 
     assert [r.params["series_id"] for r in server.requests_to("/fred/series")] == ["GDP", "UNRATE"]  # no retry
 
 
-def test_series_option_is_validated(project, capsys):
-    assert main(["run", "--series", "GDP,../x"]) == EXIT_CONFIG
-    assert "--series: '../X' is not a FRED series id" in capsys.readouterr().err
+def test_series_option_is_validated_as_a_usage_error(project, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--series", "GDP,../x"])
+    assert stopped.value.code == EXIT_USAGE
+    assert "argument --series: '../X' is not a FRED series id" in capsys.readouterr().err
 
 
 def test_usage_errors_exit_2(project, capsys):

@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd = commands.add_parser("run", help="bring scraped_data/ up to date")
-    run_cmd.add_argument("--series", metavar="ID,ID...", help="fetch only these FRED series ids (comma-separated)")
+    run_cmd.add_argument(
+        "--series", type=_series_ids, metavar="ID,ID...", help="fetch only these FRED series ids (comma-separated)"
+    )
     run_cmd.add_argument(
         "--config", type=Path, metavar="PATH", help=f"series list (TOML); default: {default_config_path()}"
     )
@@ -70,10 +72,9 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     log.debug("logging to %s", log_file)
     try:
-        only = parse_series_ids(args.series, "--series") if args.series is not None else None
         config = load_config(args.config)
         log.info("config %s, profile %s%s", config.path, config.profile, " (dry run)" if args.dry_run else "")
-        report = run(config, only=only, dry_run=args.dry_run, on_result=_log_result)
+        report = run(config, only=args.series, dry_run=args.dry_run, on_result=_log_result)
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
@@ -85,6 +86,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_SERIES_FAILED
     log.info("%s; %d files written", report.summary(), report.files_written)
     return EXIT_OK
+
+
+def _series_ids(text: str) -> tuple[str, ...]:
+    """--series, checked by argparse: a bad value is a usage error (exit 2), named with the option."""
+    try:
+        return parse_series_ids(text, "--series")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--series: ")) from None
 
 
 def _log_result(result: SeriesResult) -> None:
