@@ -44,6 +44,8 @@ def main() -> None:
             *[f"| {name} | {seconds:.4f} |" for name, seconds in medians.items()],
             "",
             f"Ratio {ratio:.2f}x (target at most {TARGET}x): {verdict} the target.",
+            "",
+            "Command: `python bench/bench_container.py` (run by `make bench`).",
         ],
     )
     print(f"container start: {ratio:.2f}x python3 -c pass ({verdict} target {TARGET}x)")

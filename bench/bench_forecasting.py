@@ -353,6 +353,7 @@ def held_out(workers: int, fresh: bool) -> None:
         f"target sets' test part never is. Stage settings when run: {settings}.",
         "",
     ]
+    lines += ["", "Command: `python bench/bench_forecasting.py --held-out` (not run by `make bench`)."]
     record("forecasting_held_out", results, header + lines)
 
 
@@ -485,7 +486,8 @@ def markdown(results: dict) -> list[str]:
                   "from these): " + ", ".join(f"{k} {v:.3f}" for k, v in res["selection_rule_sensitivity"].items()),
                   ""]  # fmt: skip
     lines += ["## speed", "", *[f"- {k}: {v}" for k, v in results["speed"].items()], "",
-              f"Versions: {results['versions']}; modelling sources {results['modelling_sources']}."]  # fmt: skip
+              f"Versions: {results['versions']}; modelling sources {results['modelling_sources']}.", "",
+              "Command: `python bench/bench_forecasting.py` (run by `make bench`)."]  # fmt: skip
     return lines
 
 

@@ -113,6 +113,7 @@ def main() -> None:
     ]
     if notes:
         lines += ["", "The second run says:", "", *[f"    {line}" for line in notes]]
+    lines += ["", "Command: `python bench/bench_pipeline.py` (run by `make bench`)."]
     record("pipeline", results, lines)
     print("\n".join(lines))
 
