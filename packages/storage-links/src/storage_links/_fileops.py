@@ -1,16 +1,21 @@
 """The careful file operations everything else is built from.
 
-Verified copies (staging name, fsync, size + sha256 read back, rename into place),
-renames retried while SMB reports a busy file, directory fsyncs that a network
-file system may refuse, and the atomic swap of a directory for a symlink.
-Only the migration paths import this module: it pulls in hashlib.
+Verified copies (staging name, fsync, read back and compared with the source byte
+for byte, rename into place), renames retried while SMB reports a busy file,
+directory fsyncs that a network file system may refuse, and the atomic swap of a
+directory for a symlink. Only the migration paths import this module.
+
+The read-back compares bytes rather than digests: a digest of each side cost more
+CPU than the copy itself (sha256 twice over every byte), and the source, local and
+in the page cache, is cheap to read again. It also sees a source that changed
+after it was copied, which a digest taken while copying would not.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
+import io
 import os
 import stat
 from collections.abc import Callable
@@ -47,45 +52,39 @@ def partial_name(final: str) -> str:
     return os.path.join(head, f".{tail}{PARTIAL_SUFFIX}")
 
 
-def sha256_of(path: str, tick: Callable[[], None] | None = None) -> tuple[int, str]:
-    """(size, sha256 hex) of the regular file at `path`, never following a symlink."""
-    digest = hashlib.sha256()
-    size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        buf = bytearray(_CHUNK)
-        view = memoryview(buf)
-        while n := os.readv(fd, [buf]):
-            digest.update(view[:n])
-            size += n
-            if tick:
-                tick()
-    finally:
-        os.close(fd)
-    return size, digest.hexdigest()
-
-
 def same_content(a: str, b: str, tick: Callable[[], None] | None = None) -> bool:
+    """Whether the regular files `a` and `b` hold the same bytes (never following a symlink)."""
     if os.lstat(a).st_size != os.lstat(b).st_size:
         return False
-    return sha256_of(a, tick) == sha256_of(b, tick)
+    with _reader(a) as fa, _reader(b) as fb:
+        while chunk := fa.read(_CHUNK):
+            if chunk != fb.read(_CHUNK):
+                return False
+            if tick:
+                tick()
+        return not fb.read(1)
+
+
+def _reader(path: str) -> io.BufferedReader:
+    # read(n) on a buffered reader returns n bytes until the end, however the file system splits them.
+    return open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb")  # the callers close it
 
 
 class Staged:
     """A copy written to its staging name, not yet durable, verified or renamed into place."""
 
-    __slots__ = ("digest", "final", "size", "src", "src_stat", "staging")
+    __slots__ = ("final", "size", "src", "src_stat", "staging")
 
-    def __init__(self, src: str, final: str, staging: str, size: int, digest: str, src_stat: os.stat_result):
+    def __init__(self, src: str, final: str, staging: str, size: int, src_stat: os.stat_result):
         self.src, self.final, self.staging = src, final, staging
-        self.size, self.digest, self.src_stat = size, digest, src_stat
+        self.size, self.src_stat = size, src_stat
 
 
 def copy_verified(src: str, final: str, staging: str, tick: Callable[[], None] | None = None) -> int:
     """Copy the regular file `src` to `final` via `staging`; return the bytes copied.
 
-    The staging file is written, fsynced, read back and compared (size and sha256)
-    with what was read from `src`, and only then renamed to `final`, which must not
+    The staging file is written, fsynced, read back and compared byte for byte
+    with `src`, and only then renamed to `final`, which must not
     exist. `src` is left alone; removing it is the caller's next step.
     """
     item = stage(src, final, staging, tick)
@@ -99,10 +98,10 @@ def stage(src: str, final: str, staging: str, tick: Callable[[], None] | None = 
     """Write `src` to `staging` (a source that changes while it is copied is copied again)."""
     for _ in range(3):
         before = os.lstat(src)
-        size, digest = _copy_bytes(src, staging, tick)
+        size = _copy_bytes(src, staging, tick)
         after = os.lstat(src)
         if before.st_size == after.st_size == size and before.st_mtime_ns == after.st_mtime_ns:
-            return Staged(src, final, staging, size, digest, after)
+            return Staged(src, final, staging, size, after)
     raise CopyError(f"{src}: kept changing while it was copied; nothing moved, re-run when it is quiet")
 
 
@@ -119,8 +118,8 @@ def make_durable(items: list[Staged]) -> None:
 
 
 def commit(item: Staged, tick: Callable[[], None] | None = None) -> None:
-    """Read the staged copy back, compare size and sha256 with the source, then rename it into place."""
-    if sha256_of(item.staging, tick) != (item.size, item.digest):
+    """Read the staged copy back, compare it with the source, then rename it into place."""
+    if not same_content(item.src, item.staging, tick):
         retry_busy(os.unlink, item.staging)
         raise CopyError(f"{item.staging}: read back differs from {item.src}; the source is untouched")
     _copy_metadata(item.src_stat, item.staging)
@@ -144,8 +143,7 @@ def _syncfs(directory: str) -> bool:
         os.close(fd)
 
 
-def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tuple[int, str]:
-    digest = hashlib.sha256()
+def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> int:
     size = 0
     fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
@@ -155,7 +153,6 @@ def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tupl
             view = memoryview(buf)
             while n := os.readv(fin, [buf]):
                 chunk = view[:n]
-                digest.update(chunk)
                 written = 0
                 while written < n:
                     written += os.write(fout, chunk[written:])
@@ -166,7 +163,7 @@ def _copy_bytes(src: str, staging: str, tick: Callable[[], None] | None) -> tupl
             os.close(fout)
     finally:
         os.close(fin)
-    return size, digest.hexdigest()
+    return size
 
 
 def _fsync_file(fd: int) -> None:
