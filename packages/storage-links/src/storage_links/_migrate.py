@@ -88,7 +88,7 @@ def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareL
     entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
     same_fs = os.lstat(src_dir).st_dev == os.lstat(dst_dir).st_dev
     batch: list[Staged] = []
-    renamed = 0
+    batch_bytes = renamed = 0
     for entry in entries:  # the files first, so that a batch never waits on a subdirectory
         dst = os.path.join(dst_dir, entry.name)
         lock.heartbeat()
@@ -106,8 +106,10 @@ def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareL
             renamed += 1
         else:
             batch.append(stage(entry.path, dst, partial_name(dst), lock.heartbeat))
-            if len(batch) >= BATCH_FILES or sum(item.size for item in batch) >= BATCH_BYTES:
+            batch_bytes += batch[-1].size  # a running total: summing the batch for every file was quadratic
+            if len(batch) >= BATCH_FILES or batch_bytes >= BATCH_BYTES:
                 _commit_batch(batch, dst_dir, report, lock)
+                batch_bytes = 0
     _commit_batch(batch, dst_dir, report, lock)
     if renamed:
         fsync_dir(dst_dir)
