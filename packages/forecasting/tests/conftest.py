@@ -13,7 +13,7 @@ import os
 import re
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -161,13 +161,22 @@ class CuttingProxy:
     """A TCP proxy on loopback that records HTTP request lines and can cut connections.
 
     The first `cuts` connections are closed once `cut_after` bytes from the client have gone
-    through, as a network failure would, mid-request.
+    through, as a network failure would, mid-request. `before(method, path)`, when given, is called
+    as each request arrives and before it is passed on: a concurrent writer can act there.
     """
 
     REQUEST_LINE = re.compile(rb"(GET|PUT|HEAD|DELETE|POST) (/\S*) HTTP/1\.1\r\n")
 
-    def __init__(self, target_port: int, *, cut_after: int = 0, cuts: int = 0) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        cut_after: int = 0,
+        cuts: int = 0,
+        before: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.target_port = target_port
+        self.before = before
         self.cut_after = cut_after
         self.cuts_left = cuts
         self.requests: list[tuple[str, str]] = []
@@ -209,6 +218,8 @@ class CuttingProxy:
                         last_line = match.start()
                         with self._lock:
                             self.requests.append((match[1].decode(), match[2].decode()))
+                        if self.before:
+                            self.before(match[1].decode(), match[2].decode())
                 upstream.sendall(data)
         except OSError:
             pass
@@ -251,8 +262,10 @@ class BlobTarget:
             "AZURE_STORAGE_BLOB_ENDPOINT", f"http://127.0.0.1:{port or self.port}/{AZURITE_ACCOUNT}"
         )
 
-    def through_proxy(self, *, cut_after: int = 0, cuts: int = 0) -> CuttingProxy:
-        proxy = CuttingProxy(self.port, cut_after=cut_after, cuts=cuts)
+    def through_proxy(
+        self, *, cut_after: int = 0, cuts: int = 0, before: Callable[[str, str], None] | None = None
+    ) -> CuttingProxy:
+        proxy = CuttingProxy(self.port, cut_after=cut_after, cuts=cuts, before=before)
         self.proxies.append(proxy)
         self.use_key(AZURITE_KEY, proxy.port)
         return proxy

@@ -136,6 +136,20 @@ def test_report_is_self_contained_with_one_chart_per_series(make_predictions, mo
         assert f"<td>{last:%Y-%m-%d}</td>" in row
 
 
+def test_report_says_what_mase_is_scaled_by(make_predictions, monkeypatch):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    page = (output_root() / "r1" / "report.html").read_text()
+    note = page.split("<h2>Backtest accuracy</h2>")[1].split("</p>")[0]
+    # The scale is the in-sample one-step seasonal naive error (_combine.mase_scale), not the seasonal_naive
+    # model's backtest error, which is itself above 1 in the same table: "below 1 beats it" was wrong.
+    assert "below 1" not in note
+    assert "divided by the in-sample one-step seasonal naive error" in note
+    assert "not by the seasonal_naive row's backtest error; lower is better." in note
+    seasonal_naive = page.split("<td>seasonal_naive</td>")[1].split("</tr>")[0]
+    assert float(seasonal_naive.split('<td class="num">')[2].split("<")[0]) > 1
+
+
 def test_a_run_without_labels_is_reported_under_the_series_names(make_predictions, monkeypatch):
     make_predictions("p1", labels=None)
     assert run_cli(monkeypatch, "r1") == 0

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.server
+import re
+import threading
 
 import pytest
 from forecasting._cli import main
 from storage_links import data_dir
+
+from packages.forecasting.tests.azurite import AZURITE_ACCOUNT, AZURITE_KEY
 
 FILES = ["forecasts.parquet", "forecasts.csv", "scores.csv", "report.html", "inputs.json"]
 CONTENT_TYPES = {
@@ -64,7 +69,8 @@ def test_second_upload_sends_nothing_and_changes_no_blob(published, blob_target)
     assert after == before
     blob_writes = [(m, p) for m, p in proxy.requests if m in ("PUT", "DELETE") and "restype=container" not in p]
     assert blob_writes == []  # (the container is asked for, and found to exist)
-    assert sum(m == "HEAD" for m, _ in proxy.requests) == len(FILES) + 2  # it did compare every blob and LATEST
+    assert sum(m == "HEAD" for m, _ in proxy.requests) == len(FILES) + 1  # it did compare every blob (and _SUCCESS)
+    assert [p.split("?")[0].rsplit("/", 1)[1] for m, p in proxy.requests if m == "GET"] == ["LATEST"]  # and read it
 
 
 def test_a_changed_file_unmarks_the_run_before_it_is_sent_again(published, blob_target):
@@ -186,3 +192,194 @@ def test_unknown_run_and_malformed_connection_string(published, monkeypatch, cap
     assert main(["upload"]) == 6
     err = capsys.readouterr().err
     assert "item 2 is not Name=Value" in err and "secretvalue" not in err
+
+
+# ---- the run given, and what a run must hold --------------------------------------------------------
+
+
+def test_run_with_tab_completions_trailing_slash_is_that_run(published, blob_target):
+    assert main(["upload", "--run", "r1/"]) == 0
+    assert sorted(blob_target.blobs()) == sorted([*(f"r1/{n}" for n in [*FILES, "_SUCCESS"]), "LATEST"])
+    container = blob_target.service.get_container_client(blob_target.container)
+    assert container.download_blob("LATEST").readall() == b"r1\n"
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("../output/r1", "'../output/r1' is a path, not a run id: give the run's name alone, r1"),
+        ("ABSOLUTE", "is a path, not a run id: give the run's name alone, r1"),
+        ("/", "'/' is not a run id"),
+        ("", "'' is not a run id"),
+        ("..", "'..' is not a run id"),
+        ("r1/../r1", "is a path, not a run id"),
+        ("r 1", "'r 1' is not a run id"),
+    ],
+)
+def test_run_that_is_not_a_run_id_is_a_usage_error_before_anything_is_sent(published, blob_target, capsys, value, says):
+    value = str(data_dir("forecasting", "data") / "output" / "r1") if value == "ABSOLUTE" else value
+    proxy = blob_target.through_proxy()
+    with pytest.raises(SystemExit) as stop:
+        main(["upload", "--run", value])
+    assert stop.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "argument --run:" in errors[0] and says in errors[0]
+    assert proxy.requests == [] and blob_target.blobs() == {}
+
+
+def test_upload_called_with_a_path_for_run_is_a_config_error(published, blob_target):
+    from forecasting._config import load_settings
+    from forecasting._errors import ConfigError
+    from forecasting._upload import upload
+
+    with pytest.raises(ConfigError, match=r"^run: '\.\./output/r1' is a path, not a run id"):
+        upload(load_settings(), "../output/r1")
+    assert blob_target.blobs() == {}
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_run_without_its_inputs_json_is_incomplete_and_not_sent(published, blob_target, capsys, dry_run):
+    inputs = data_dir("forecasting", "data") / "input" / "r1" / "inputs.json"
+    inputs.unlink()  # as a crash between renaming the run into place and writing inputs.json leaves it
+    proxy = blob_target.through_proxy()
+    assert main(["upload", *(["--dry-run"] if dry_run else [])]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "incomplete run, missing" in errors[0] and str(inputs) in errors[0]
+    assert proxy.requests == [] and blob_target.blobs() == {}
+
+
+# ---- LATEST only moves forward ----------------------------------------------------------------------
+
+
+def remote_latest(blob_target) -> bytes:
+    return blob_target.service.get_container_client(blob_target.container).download_blob("LATEST").readall()
+
+
+def set_remote_latest(blob_target, run: str) -> None:
+    container = blob_target.service.get_container_client(blob_target.container)
+    if not container.exists():
+        container.create_container()
+    container.upload_blob("LATEST", f"{run}\n".encode(), overwrite=True)
+
+
+def test_latest_naming_a_newer_run_is_left_alone(published, blob_target, capsys):
+    set_remote_latest(blob_target, "r2")  # another machine uploaded a newer run
+    assert main(["upload"]) == 0
+    assert "r1/_SUCCESS" in blob_target.blobs()
+    assert remote_latest(blob_target) == b"r2\n"
+    assert "the container's LATEST names run r2, newer than r1: left as it is" in capsys.readouterr().err
+    set_remote_latest(blob_target, "r0")  # an older one is moved forward
+    assert main(["upload"]) == 0
+    assert remote_latest(blob_target) == b"r1\n"
+
+
+def test_latest_written_by_a_concurrent_upload_is_compared_not_overwritten(published, blob_target):
+    def newer_run_lands_first(method: str, path: str) -> None:
+        if method == "PUT" and path.split("?")[0].endswith("/LATEST"):
+            set_remote_latest(blob_target, "r2")
+
+    # There is no LATEST when it is read; one appears just before this upload's write of it.
+    blob_target.through_proxy(before=newer_run_lands_first)
+    assert main(["upload"]) == 0
+    assert remote_latest(blob_target) == b"r2\n"
+
+
+def test_latest_that_keeps_changing_is_one_clear_error(published, blob_target, capsys):
+    set_remote_latest(blob_target, "r0")
+
+    def older_run_rewrites_it(method: str, path: str) -> None:
+        if method == "PUT" and path.split("?")[0].endswith("/LATEST"):
+            set_remote_latest(blob_target, "r0")  # a new ETag each time: this upload's conditional write fails
+
+    blob_target.through_proxy(before=older_run_rewrites_it)
+    assert main(["upload"]) == 5
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "LATEST was changed by another writer each of 3 times" in errors[0]
+    assert "(run r1 is uploaded and complete)" in errors[0] and "Traceback" not in errors[0]
+    assert "r1/_SUCCESS" in blob_target.blobs() and remote_latest(blob_target) == b"r0\n"
+
+
+# ---- what is said ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["forécasts", "ab²", "ab", "-abc", "abc-", "a--b", "Abc", "a_b", "a" * 64, "abc\n"])
+def test_container_name_outside_azures_ascii_rule_is_a_config_error_before_connecting(
+    published, blob_target, monkeypatch, capsys, name
+):
+    monkeypatch.setenv("AZURE_STORAGE_CONTAINER", name)
+    proxy = blob_target.through_proxy()
+    assert main(["upload"]) == 3
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and f"AZURE_STORAGE_CONTAINER={name!r}: a container name is 3-63 ASCII" in errors[0]
+    assert proxy.requests == []
+
+
+@pytest.mark.parametrize("name", ["abc", "a-b-c", "0ab", "a" * 63])
+def test_container_names_azure_accepts(name, monkeypatch):
+    from forecasting._config import UploadSettings, container_name
+
+    monkeypatch.setenv("AZURE_STORAGE_CONTAINER", name)
+    assert container_name(UploadSettings()) == name
+
+
+def test_azure_error_codes_are_shown_as_azure_spells_them(published, blob_target, capsys):
+    blob_target.use_key(base64.b64encode(b"a valid base64 key, but not the account's" * 2).decode())
+    assert main(["upload"]) == 6
+    err = capsys.readouterr().err
+    assert "(AuthorizationFailure)" in err and "StorageErrorCode" not in err
+
+
+def test_an_endpoint_that_is_not_a_blob_service_is_one_error_line(published, monkeypatch, capsys):
+    class NotBlobStorage(http.server.BaseHTTPRequestHandler):
+        def refuse(self) -> None:  # plain text and no x-ms-error-code, as a web server would answer
+            body = b"Method Not Allowed"
+            self.send_response(405)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_PUT = do_GET = do_HEAD = do_DELETE = refuse
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotBlobStorage)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT)
+        monkeypatch.setenv("AZURE_STORAGE_KEY", AZURITE_KEY)
+        monkeypatch.setenv("AZURE_STORAGE_BLOB_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}/x")
+        assert main(["upload"]) == 5
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0] and "answered HTTP 405" in lines[0]
+
+
+def dry_run_and_real_counts(capsys) -> tuple[tuple[int, int], tuple[int, int]]:
+    capsys.readouterr()
+    assert main(["upload", "--dry-run"]) == 0
+    dry = re.search(r"would upload (.*) to .*; (\d+) unchanged", capsys.readouterr().err)
+    assert main(["upload"]) == 0
+    real = re.search(r": (\d+) sent, (\d+) unchanged", capsys.readouterr().err)
+    would = 0 if dry[1] == "nothing" else len(dry[1].split(", "))
+    return (would, int(dry[2])), (int(real[1]), int(real[2]))
+
+
+def test_dry_run_counts_what_the_upload_then_does(published, blob_target, capsys):
+    dry, real = dry_run_and_real_counts(capsys)  # first: everything to send, the marker and LATEST too
+    assert dry == real == (len(FILES) + 2, 0)
+    dry, real = dry_run_and_real_counts(capsys)  # then: everything up to date
+    assert dry == real == (0, len(FILES) + 2)
+    set_remote_latest(blob_target, "r2")  # a newer run's LATEST is left alone: unchanged in both
+    dry, real = dry_run_and_real_counts(capsys)
+    assert dry == real == (0, len(FILES) + 2)
+
+
+def test_local_latest_naming_a_path_is_refused(published, blob_target, capsys):
+    (data_dir("forecasting", "data") / "output" / "LATEST").write_text("r1/\n")  # hand-edited
+    assert main(["upload"]) == 1
+    assert "LATEST: names 'r1/', which is not a run id" in capsys.readouterr().err
+    assert blob_target.blobs() == {}

@@ -12,20 +12,24 @@ import json
 import logging
 from pathlib import Path
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
 
 from forecasting._config import ACCOUNT_ENV, CONNECTION_STRING_ENV, KEY_ENV, BlobCredentials, Settings
 from forecasting._errors import CredentialsError, UploadError
-from forecasting._upload import LATEST_BLOB, MARKER, UploadResult
+from forecasting._upload import LATEST_BLOB, MARKER, UploadResult, is_run_id
 
 log = logging.getLogger(__name__)
+
+_LATEST_TRIES = 3  # conditional writes of LATEST before giving up to a writer that keeps changing it
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -52,7 +56,7 @@ def send(
     digests = {name: hashlib.md5(data).digest() for name, data in payloads.items()}  # Azure's Content-MD5, not security
     marker = json.dumps({"run_id": run, "files": {n: d.hex() for n, d in sorted(digests.items())}}, indent=2).encode()
     payloads[MARKER], digests[MARKER] = marker, hashlib.md5(marker).digest()
-    with _translate_errors(where):
+    with _translate_errors(where, f"; {MARKER} not written") as errors:
         if not dry_run:
             try:
                 client.create_container()
@@ -63,10 +67,14 @@ def send(
         todo = [name for name in files if stored[name] != digests[name]]
         result.skipped = [f"{run}/{n}" for n in files if n not in todo]
         marker_fresh = not todo and stored[MARKER] == digests[MARKER]
-        latest = f"{run}\n".encode()
-        move_latest = point_latest and _stored_md5(client, LATEST_BLOB) != hashlib.md5(latest).digest()
+        if marker_fresh:
+            result.skipped.append(f"{run}/{MARKER}")
         if dry_run:
-            sends = [*todo, *([] if marker_fresh else [MARKER]), *([LATEST_BLOB] if move_latest else [])]
+            # Counted as the real upload counts: the marker and LATEST are blobs it sends or leaves.
+            moves = point_latest and _moves_forward(_read_latest(client)[0], run)
+            if point_latest and not moves:
+                result.skipped.append(LATEST_BLOB)
+            sends = [*todo, *([] if marker_fresh else [MARKER]), *([LATEST_BLOB] if moves else [])]
             log.info(
                 "dry run: would upload %s to %s; %d unchanged",
                 ", ".join(sends) or "nothing",
@@ -80,18 +88,62 @@ def send(
         for name in todo:
             _put(client, f"{run}/{name}", payloads[name], digests[name])
             result.uploaded.append(f"{run}/{name}")
-        if marker_fresh:
-            result.skipped.append(f"{run}/{MARKER}")
-        else:
+        if not marker_fresh:
             _put(client, f"{run}/{MARKER}", payloads[MARKER], digests[MARKER])
             result.uploaded.append(f"{run}/{MARKER}")
-        if move_latest:  # only now that the run is complete
-            _put(client, LATEST_BLOB, latest, hashlib.md5(latest).digest())
-            result.uploaded.append(LATEST_BLOB)
-        elif point_latest:
-            result.skipped.append(LATEST_BLOB)
+        if point_latest:  # only now that the run is complete
+            errors.note = f"; run {run} is complete, but {LATEST_BLOB} was not moved to it"
+            (result.uploaded if _move_latest(client, run, where) else result.skipped).append(LATEST_BLOB)
     log.info("uploaded run %s to %s: %d sent, %d unchanged", run, where, len(result.uploaded), len(result.skipped))
     return result
+
+
+def _read_latest(client: ContainerClient) -> tuple[str | None, str | None]:
+    """The run the container's LATEST blob names and the blob's ETag; (None, None) when there is none."""
+    try:
+        download = client.get_blob_client(LATEST_BLOB).download_blob()
+    except ResourceNotFoundError:
+        return None, None
+    return download.readall().decode("utf-8", "replace").strip(), download.properties.etag
+
+
+def _moves_forward(current: str | None, run: str) -> bool:
+    """Whether LATEST, now naming `current`, should name `run`: only forward, as run ids sort by time."""
+    if current is not None and not is_run_id(current):
+        # Compared as text it could sort after every run id, and LATEST would never move again.
+        log.warning("the container's %s holds %r, not a run id: treated as naming none", LATEST_BLOB, current[:80])
+        return True
+    if current is None or current < run:
+        return True
+    if current > run:
+        log.info("the container's %s names run %s, newer than %s: left as it is", LATEST_BLOB, current[:80], run)
+    return False
+
+
+def _move_latest(client: ContainerClient, run: str, where: str) -> bool:
+    """Point LATEST at `run` unless it names a newer run; True when it was written.
+
+    The write is conditional on the ETag just read (or on there being no LATEST), so a LATEST that
+    another upload writes meanwhile is compared again rather than overwritten.
+    """
+    data = f"{run}\n".encode()
+    for _ in range(_LATEST_TRIES):
+        current, etag = _read_latest(client)
+        if not _moves_forward(current, run):
+            return False
+        if etag:
+            condition = {"etag": etag, "match_condition": MatchConditions.IfNotModified}
+        else:
+            condition = {"match_condition": MatchConditions.IfMissing}
+        try:
+            _put(client, LATEST_BLOB, data, hashlib.md5(data).digest(), **condition)
+            return True
+        except (ResourceModifiedError, ResourceExistsError):  # 412 / 409: written by someone else meanwhile
+            log.debug("%s changed while being moved to %s; comparing again", LATEST_BLOB, run)
+    raise UploadError(
+        f"{where}: {LATEST_BLOB} was changed by another writer each of {_LATEST_TRIES} times it was about to be "
+        f"moved to {run}; left as it is (run {run} is uploaded and complete)"
+    )
 
 
 def _container_client(creds: BlobCredentials, container: str, settings: Settings) -> ContainerClient:
@@ -122,7 +174,7 @@ def _stored_md5(client: ContainerClient, blob: str) -> bytes | None:
     return bytes(md5) if md5 else None
 
 
-def _put(client: ContainerClient, blob: str, data: bytes, md5: bytes) -> None:
+def _put(client: ContainerClient, blob: str, data: bytes, md5: bytes, **conditions: object) -> None:
     content_type = CONTENT_TYPES.get(Path(blob).suffix, "text/plain; charset=utf-8")
     log.debug("upload %s (%d bytes, %s, md5 %s)", blob, len(data), content_type, base64.b64encode(md5).decode())
     client.get_blob_client(blob).upload_blob(
@@ -130,33 +182,44 @@ def _put(client: ContainerClient, blob: str, data: bytes, md5: bytes) -> None:
         overwrite=True,
         content_settings=ContentSettings(content_type=content_type, content_md5=md5),
         validate_content=True,  # the service checks the bytes it received against this MD5
+        **conditions,
     )
 
 
 class _translate_errors:
-    """Turn the SDK's exceptions into the stage's, with one line each and no secrets."""
+    """Turn the SDK's exceptions into the stage's, with one line each and no secrets.
 
-    def __init__(self, where: str) -> None:
+    `note` ends each message with what the failure left undone; the caller updates it as it goes.
+    """
+
+    def __init__(self, where: str, note: str) -> None:
         self.where = where
+        self.note = note
 
-    def __enter__(self) -> None:
-        return None
+    def __enter__(self) -> _translate_errors:
+        return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None or not isinstance(exc, AzureError):
             return False
-        note = f"; {MARKER} not written"
+        note = self.note
         if type(exc).__name__ == "AzureSigningError":  # raised before sending: the key is not base64
             raise CredentialsError(f"{self.where}: cannot sign requests: the account key is malformed{note}") from None
         if isinstance(exc, ClientAuthenticationError) or (
             isinstance(exc, HttpResponseError) and exc.status_code == 403
         ):
-            code = getattr(exc, "error_code", None) or "403"
+            code = _code(exc) or "403"
             raise CredentialsError(
                 f"{self.where} refused the credentials ({code}): check {CONNECTION_STRING_ENV} or {KEY_ENV}{note}"
             ) from None
         if isinstance(exc, HttpResponseError):
-            code = getattr(exc, "error_code", None) or exc.reason
+            code = _code(exc) or exc.reason
             raise UploadError(f"{self.where} answered HTTP {exc.status_code} {code}{note}") from None
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UploadError(f"{self.where} failed after retries: {reason}{note}") from None
+
+
+def _code(exc: AzureError) -> str | None:
+    """Azure's error code as the service sends it (AuthorizationFailure), not the SDK enum's repr."""
+    code = getattr(exc, "error_code", None)
+    return getattr(code, "value", code)

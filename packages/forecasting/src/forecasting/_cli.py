@@ -11,7 +11,7 @@ from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_
 from forecasting._config import load_settings
 from forecasting._errors import ConfigError, ForecastingError
 from forecasting._publish import run
-from forecasting._upload import upload
+from forecasting._upload import checked_run_id, upload
 
 log = logging.getLogger("forecasting")
 
@@ -46,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         "Credentials: AZURE_STORAGE_CONNECTION_STRING, or AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY "
         "(+ AZURE_STORAGE_BLOB_ENDPOINT); container: AZURE_STORAGE_CONTAINER (default from the config).",
     )
-    up_cmd.add_argument("--run", metavar="RUN_ID", help="default: the run data/output/LATEST names")
+    up_cmd.add_argument(
+        "--run", type=_run_id, metavar="RUN_ID", help="a run's name in data/output/; default: the one LATEST names"
+    )
     return parser
 
 
@@ -58,6 +60,14 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _run_id(text: str) -> str:
+    """--run, checked by argparse before anything is read or sent: a bad value is a usage error (exit 2)."""
+    try:
+        return checked_run_id(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ string) are held in `BlobCredentials` and never formatted into a message or a lo
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -24,6 +25,7 @@ ACCOUNT_ENV = "AZURE_STORAGE_ACCOUNT"
 KEY_ENV = "AZURE_STORAGE_KEY"
 ENDPOINT_ENV = "AZURE_STORAGE_BLOB_ENDPOINT"
 CONTAINER_ENV = "AZURE_STORAGE_CONTAINER"
+_CONTAINER_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")  # with 3-63 characters: Azure's rule
 
 
 @dataclass(frozen=True)
@@ -154,15 +156,12 @@ def container_name(settings: UploadSettings) -> str:
     """AZURE_STORAGE_CONTAINER, else the config's; checked against Azure's naming rules."""
     name = os.environ.get(CONTAINER_ENV) or settings.container
     source = CONTAINER_ENV if os.environ.get(CONTAINER_ENV) else "upload.container"
-    valid = (
-        3 <= len(name) <= 63
-        and all(c.islower() or c.isdigit() or c == "-" for c in name)
-        and name[0] != "-"
-        and name[-1] != "-"
-        and "--" not in name
-    )
-    if not valid:
-        raise ConfigError(f"{source}={name!r}: a container name is 3-63 lowercase letters, digits and single hyphens")
+    # ASCII only: str.islower()/isdigit() pass 'é' and '²', which the service then refuses with HTTP 400.
+    if not (3 <= len(name) <= 63 and _CONTAINER_NAME.fullmatch(name)):
+        raise ConfigError(
+            f"{source}={name!r}: a container name is 3-63 ASCII lowercase letters, digits and single hyphens, "
+            "starting and ending with a letter or digit"
+        )
     return name
 
 

@@ -93,8 +93,9 @@ def _accuracy_table(published: Published) -> str:
     )
     return (
         "<h2>Backtest accuracy</h2>"
-        '<p class="note">On modelling\'s rolling-origin folds. MASE: mean absolute error over the in-sample '
-        "seasonal naive error (below 1 beats it). Coverage: share of actuals inside the interval "
+        '<p class="note">On modelling\'s rolling-origin folds. MASE: mean absolute error divided by the '
+        "in-sample one-step seasonal naive error (the history's mean absolute change over one season), not by "
+        "the seasonal_naive row's backtest error; lower is better. Coverage: share of actuals inside the interval "
         "(nominal 80% and 95%). A combination's intervals combine the candidates' bounds the same way as the "
         "means.</p>"
         '<table><thead><tr><th>candidate</th><th class="num">series</th><th class="num">mean MASE</th>'

@@ -4,7 +4,9 @@ Idempotent: a blob whose stored Content-MD5 equals the local file's is not sent 
 half-published: the files go first and the <run_id>/_SUCCESS marker last; when any file has to
 change, an existing marker is deleted before the first byte is sent. Uploading the newest local
 run (the one data/output/LATEST names) then points the container's LATEST blob at it, as the local
-LATEST file does, so readers find the newest complete run without listing the container.
+LATEST file does, so readers find the newest complete run without listing the container; LATEST
+only moves forward (run ids sort by time), and only by a conditional write, so a newer run another
+machine uploaded, before or during this upload, is never replaced.
 Transient failures (reset connections, timeouts, 5xx) are retried by the SDK's retry policy,
 configured here.
 """
@@ -24,7 +26,7 @@ from forecasting._config import (
     blob_credentials,
     container_name,
 )
-from forecasting._errors import CredentialsError, ForecastingError
+from forecasting._errors import ConfigError, CredentialsError, ForecastingError
 from forecasting._publish import INPUTS_FILE, OUTPUT_FILES, input_dir, latest_output, output_dir
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,11 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
 
     Returns None when the local profile has no credentials (the upload is skipped, not failed).
     """
+    if run is not None:
+        try:
+            run = checked_run_id(run)
+        except ValueError as exc:
+            raise ConfigError(f"run: {exc}") from None
     credentials = blob_credentials()
     if credentials is None:
         hint = f"set {CONNECTION_STRING_ENV}, or {ACCOUNT_ENV} and {KEY_ENV}"
@@ -54,13 +61,18 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
         log.info("upload skipped: no Blob Storage credentials (%s); output stays local", hint)
         return None
     newest = latest_output()
+    if newest is not None and not is_run_id(newest):  # hand-edited: it would be used as a path
+        raise ForecastingError(f"{output_dir() / 'LATEST'}: names {newest[:80]!r}, which is not a run id")
     run = run or newest
     if run is None:
         raise ForecastingError(f"nothing to upload: {output_dir() / 'LATEST'} not found; run `forecasting run` first")
     files = _run_files(run)
     container = container_name(settings.upload)
-    for noisy in ("azure", "urllib3"):  # their request logs say nothing we need, and could carry URLs
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Their request logs say nothing we need, and could carry URLs. The SDK's warnings come just before
+    # an exception that our one error line reports (e.g. "Unexpected return type" from a server that
+    # is not a Blob service), so only its errors are let through.
+    logging.getLogger("azure").setLevel(logging.ERROR)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     # Imported only now: azure-storage-blob costs most of this command's start-up, and a local
     # run without credentials (above) never needs it.
     from forecasting._blob import send
@@ -71,16 +83,38 @@ def upload(settings: Settings, run: str | None = None, *, dry_run: bool = False)
         raise type(exc)(_redact(str(exc), credentials)) from None
 
 
+def checked_run_id(text: str) -> str:
+    """`text` as the name of a run directory, or ValueError saying why it is not one.
+
+    Tab completion's trailing slash is dropped. Anything else is refused by the rule run ids are made
+    by (storage_links.run_id): a path would name the blobs after it and look for inputs.json elsewhere.
+    """
+    name = text.rstrip("/")
+    if is_run_id(name):
+        return name
+    if "/" in name and is_run_id(Path(name).name):
+        raise ValueError(f"{text!r} is a path, not a run id: give the run's name alone, {Path(name).name}")
+    raise ValueError(f"{text!r} is not a run id (a run's name in data/output/: letters, digits, '-', '_', '.')")
+
+
+def is_run_id(name: str) -> bool:
+    """True for a name storage_links.run_id could have made: one path component, never hidden."""
+    return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
+
+
 def _run_files(run: str) -> dict[str, Path]:
     """The files of a complete local run, in upload order: the outputs, then inputs.json."""
     directory = output_dir() / run
     if not directory.is_dir():
         raise ForecastingError(f"no output run {run} in {output_dir()}")
     files = {name: directory / name for name in OUTPUT_FILES}
-    inputs = input_dir() / run / INPUTS_FILE
-    if inputs.is_file():
-        files[INPUTS_FILE] = inputs
     missing = [name for name, path in files.items() if not path.is_file()]
+    inputs = input_dir() / run / INPUTS_FILE
+    # `forecasting run` writes inputs.json just after renaming the run into place: a run without it
+    # was interrupted there, and its uploaded copy would not say what it was made from.
+    if not inputs.is_file():
+        missing.append(str(inputs))
+    files[INPUTS_FILE] = inputs
     if missing:
         raise ForecastingError(f"{directory}: incomplete run, missing {', '.join(missing)}; not uploaded")
     return files
