@@ -16,7 +16,8 @@ from forecasting._upload import checked_run_id, upload
 log = logging.getLogger("forecasting")
 
 EXIT_CODES = """exit codes: 0 done (or nothing new, or upload skipped locally without credentials),
-  1 other error, 2 usage, 3 config, 4 bad predictions input, 5 upload failed, 6 credentials"""
+  1 other error, 2 usage, 3 config, 4 bad predictions input, 5 upload failed, 6 credentials,
+  130 / 143 stopped by Ctrl-C / SIGTERM (LATEST still names the last complete run)"""
 
 
 def _parser() -> argparse.ArgumentParser:
