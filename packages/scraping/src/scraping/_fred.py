@@ -40,10 +40,10 @@ _FIELDS = (
     *("realtime_start=", "realtime_start", "realtime_end=", "realtime_end", "date=", "date", "value=", "value"),
     "end",  # "/>" and the white space up to the next observation
 )
-# The part of FRED's JSON observations answer that is read; other fields are ignored.
 # What expat (under ElementTree too) raises for a document it cannot read: besides its own errors,
 # LookupError for an unknown declared encoding and ValueError for a multi-byte one (shift_jis).
 _XML_ERRORS = (expat.ExpatError, ET.ParseError, LookupError, ValueError)
+# The part of FRED's JSON observations answer that is read; other fields are ignored.
 _JSON_OBSERVATIONS = pa.schema([("observations", pa.list_(pa.struct([("date", pa.string()), ("value", pa.string())])))])
 
 
