@@ -244,45 +244,51 @@ def _start_worker() -> None:
 
 def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:
     """Every task's outcome, in the order they finish; `on_outcome` is called on each as it arrives."""
+    with Progress(len(tasks), "modelling", level) as progress:
+        return _fit_each(tasks, jobs, progress, on_outcome)
+
+
+def _fit_each(
+    tasks: list[Task], jobs: int | None, progress: Progress, on_outcome: Callable[[Outcome], None]
+) -> list[Outcome]:
     from modelling._fit import fit_series
 
-    with Progress(len(tasks), "modelling", level) as progress:
-        outcomes = []
+    outcomes = []
 
-        def arrived(outcome: Outcome) -> None:
-            outcomes.append(outcome)
-            on_outcome(outcome)
-            progress.step(outcome.name, "failed" if outcome.error else "ok")
+    def arrived(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        on_outcome(outcome)
+        progress.step(outcome.name, "failed" if outcome.error else "ok")
 
-        jobs = max(1, jobs or os.cpu_count() or 1)
-        if jobs == 1 or len(tasks) <= 1:
-            with threadpool_limits(1):
-                for task in tasks:
-                    arrived(fit_series(task))
-            return outcomes
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_start_worker)
-        try:
-            try:
-                for future in as_completed([pool.submit(fit_series, task) for task in tasks]):
-                    arrived(future.result())
-            except BrokenProcessPool:
-                # A fit's own failure comes back as its outcome's error: only a killed process gets here.
-                raise WorkerDied(
-                    f"a worker process was killed while fitting (most often for lack of memory: --jobs 1 needs "
-                    f"less); the fits finished before it ({len(outcomes)}) are cached for the next run"
-                ) from None
-        except BaseException:
-            # Stopped (Ctrl-C, SIGTERM) or failed: the fits not yet arrived are of no use, and waiting for
-            # those under way (and those already queued to the workers) could take longer than the 10 s
-            # `docker stop` allows. The executor has no public way to end its workers before Python 3.14.
-            workers = list((pool._processes or {}).values())  # None once the executor has shut down
-            pool.shutdown(wait=False, cancel_futures=True)
-            for worker in workers:
-                worker.terminate()
-            raise
-        finally:
-            pool.shutdown()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    if jobs == 1 or len(tasks) <= 1:
+        with threadpool_limits(1):
+            for task in tasks:
+                arrived(fit_series(task))
         return outcomes
+    pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), initializer=_start_worker)
+    try:
+        try:
+            for future in as_completed([pool.submit(fit_series, task) for task in tasks]):
+                arrived(future.result())
+        except BrokenProcessPool:
+            # A fit's own failure comes back as its outcome's error: only a killed process gets here.
+            raise WorkerDied(
+                f"a worker process was killed while fitting (most often for lack of memory: --jobs 1 needs "
+                f"less); the fits finished before it ({len(outcomes)}) are cached for the next run"
+            ) from None
+    except BaseException:
+        # Stopped (Ctrl-C, SIGTERM) or failed: the fits not yet arrived are of no use, and waiting for
+        # those under way (and those already queued to the workers) could take longer than the 10 s
+        # `docker stop` allows. The executor has no public way to end its workers before Python 3.14.
+        workers = list((pool._processes or {}).values())  # None once the executor has shut down
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in workers:
+            worker.terminate()
+        raise
+    finally:
+        pool.shutdown()
+    return outcomes
 
 
 def _collect(parts: dict[str, list[pd.DataFrame]], outcome: Outcome, series: pd.Series) -> None:
