@@ -58,6 +58,8 @@ def test_upload_writes_every_file_with_its_content_type_and_the_marker_last(publ
     assert last_put.endswith(f"/{blob_target.container}/LATEST")  # then LATEST points at the complete run
     assert container.download_blob("LATEST").readall() == b"r1\n"
     assert blobs["LATEST"].content_settings.content_type == "text/plain; charset=utf-8"
+    assert blobs["LATEST"].content_settings.cache_control == "no-cache"  # a cache in front asks again
+    assert blobs["r1/report.html"].content_settings.cache_control is None
 
 
 def test_second_upload_sends_nothing_and_changes_no_blob(published, blob_target):

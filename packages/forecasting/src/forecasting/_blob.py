@@ -176,11 +176,14 @@ def _stored_md5(client: ContainerClient, blob: str) -> bytes | None:
 
 def _put(client: ContainerClient, blob: str, data: bytes, md5: bytes, **conditions: object) -> None:
     content_type = CONTENT_TYPES.get(Path(blob).suffix, "text/plain; charset=utf-8")
+    # LATEST changes with every run: a cache in front of the container (a CDN, a proxy) must ask again
+    # each time, or readers would be sent to an old run. A run's own blobs never change once complete.
+    cache_control = "no-cache" if blob == LATEST_BLOB else None
     log.debug("upload %s (%d bytes, %s, md5 %s)", blob, len(data), content_type, base64.b64encode(md5).decode())
     client.get_blob_client(blob).upload_blob(
         data,
         overwrite=True,
-        content_settings=ContentSettings(content_type=content_type, content_md5=md5),
+        content_settings=ContentSettings(content_type=content_type, content_md5=md5, cache_control=cache_control),
         validate_content=True,  # the service checks the bytes it received against this MD5
         **conditions,
     )
