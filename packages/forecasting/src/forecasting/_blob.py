@@ -22,10 +22,11 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, LinearRetry
+from storage_links import is_run_id
 
 from forecasting._config import ACCOUNT_ENV, CONNECTION_STRING_ENV, KEY_ENV, BlobCredentials, Settings
 from forecasting._errors import CredentialsError, UploadError
-from forecasting._upload import LATEST_BLOB, MARKER, UploadResult, is_run_id
+from forecasting._upload import LATEST_BLOB, MARKER, UploadResult
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from storage_links import is_run_id
+
 from forecasting._config import (
     ACCOUNT_ENV,
     CONNECTION_STRING_ENV,
@@ -87,7 +89,7 @@ def checked_run_id(text: str) -> str:
     """`text` as the name of a run directory, or ValueError saying why it is not one.
 
     Tab completion's trailing slash is dropped. Anything else is refused by the rule run ids are made
-    by (storage_links.run_id): a path would name the blobs after it and look for inputs.json elsewhere.
+    by (storage_links.is_run_id): a path would name the blobs after it and look for inputs.json elsewhere.
     """
     name = text.rstrip("/")
     if is_run_id(name):
@@ -95,11 +97,6 @@ def checked_run_id(text: str) -> str:
     if "/" in name and is_run_id(Path(name).name):
         raise ValueError(f"{text!r} is a path, not a run id: give the run's name alone, {Path(name).name}")
     raise ValueError(f"{text!r} is not a run id (a run's name in data/output/: letters, digits, '-', '_', '.')")
-
-
-def is_run_id(name: str) -> bool:
-    """True for a name storage_links.run_id could have made: one path component, never hidden."""
-    return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
 
 
 def _run_files(run: str) -> dict[str, Path]:

@@ -30,6 +30,7 @@ _SOURCES = {
     "atomic_path": "_runtime",
     "atomic_write": "_runtime",
     "configure_logging": "_runtime",
+    "is_run_id": "_runtime",
     "run_id": "_runtime",
     "stop_on_signals": "_runtime",
     "lazy_exports": "_lazy",
@@ -50,6 +51,7 @@ __all__ = [
     "atomic_write",
     "configure_logging",
     "data_dir",
+    "is_run_id",
     "lazy_exports",
     "links",
     "logs_dir",
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
         atomic_path,
         atomic_write,
         configure_logging,
+        is_run_id,
         run_id,
         stop_on_signals,
     )

@@ -42,11 +42,16 @@ def _file_mode() -> int:
 _FILE_MODE = _file_mode()
 
 
+def is_run_id(name: str) -> bool:
+    """Whether `name` may name a run: one path component of letters, digits, '-', '_', '.', never hidden."""
+    return bool(name) and not name.startswith(".") and all(c.isalnum() or c in "-_." for c in name)
+
+
 def run_id() -> str:
     """PIPELINE_RUN_ID if set (make run sets one for all stages), else a new sortable id."""
     env = os.environ.get("PIPELINE_RUN_ID")
     if env:
-        if not all(c.isalnum() or c in "-_." for c in env) or env.startswith("."):
+        if not is_run_id(env):
             raise ValueError(f"PIPELINE_RUN_ID={env!r}: only letters, digits, '-', '_' and '.' are allowed")
         return env
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
