@@ -20,18 +20,24 @@ SECRETS = {"FRED_API_KEY": "fred-SECRET-1", "AZURE_STORAGE_KEY": "azure-SECRET-2
 
 
 def run(cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("FRED_", "AZURE_", "REGISTRY", "COMPOSE_"))}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("FRED_", "AZURE_", "REGISTRY", "COMPOSE_")) and not k.endswith("_CONFIG")
+    }
     return subprocess.run(cmd, cwd=REPO, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
 def test_compose_from_the_project_root_mounts_the_local_share():
-    result = run([COMPOSE, "config", "--format", "json"])
+    result = run([COMPOSE, "config", "--format", "json"], SCRAPING_CONFIG="/mnt/fileshare/config/series.toml")
     assert result.returncode == 0, result.stderr
     service = json.loads(result.stdout)["services"]["financial-forecasting"]
     (volume,) = service["volumes"]
     assert volume["target"] == "/mnt/fileshare"
     assert volume["source"] == str(REPO / "local_fileshare")
     assert {"FRED_API_KEY", "AZURE_STORAGE_KEY", "AZURE_STORAGE_CONNECTION_STRING"} <= set(service["environment"])
+    assert service["environment"]["SCRAPING_CONFIG"] == "/mnt/fileshare/config/series.toml"
+    assert service["environment"]["MODELLING_CONFIG"] == ""  # unset: the stage's packaged settings
 
 
 def test_prod_compose_mounts_azure_files_over_cifs():

@@ -28,6 +28,7 @@ def root(tmp_path, monkeypatch) -> Path:
     project = scaffold_project(tmp_path / "project", [MODELLING_DIR, SCRAPING_DIR])
     monkeypatch.setenv("PIPELINE_ROOT", str(project))
     monkeypatch.delenv("PIPELINE_RUN_ID", raising=False)
+    monkeypatch.delenv("MODELLING_CONFIG", raising=False)
     return project
 
 

@@ -226,6 +226,23 @@ def test_bad_series_are_reported_and_the_others_still_modelled(two_series, store
     assert set(forecasts["series"]) == {"bundled/realgdp", "fred/SALES"}
 
 
+def test_modelling_config_replaces_the_packaged_settings_and_the_option_replaces_both(
+    two_series, tmp_path, predictions, monkeypatch, capsys
+):
+    monkeypatch.setenv("MODELLING_CONFIG", stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]'))
+    assert model("r1", monkeypatch) == EXIT_OK
+    assert set(pd.read_parquet(predictions / "r1" / "forecasts.parquet")["model"]) == {"seasonal_naive"}
+    assert model("r2", monkeypatch, "--config", stage_config(tmp_path, "theta.toml", models='["theta"]')) == EXIT_OK
+    assert set(pd.read_parquet(predictions / "r2" / "forecasts.parquet")["model"]) == {"theta"}
+
+    missing = tmp_path / "nowhere.toml"
+    monkeypatch.setenv("MODELLING_CONFIG", str(missing))
+    capsys.readouterr()
+    assert model("r3", monkeypatch) == EXIT_CONFIG
+    assert f"{missing} (from MODELLING_CONFIG): config file not found" in capsys.readouterr().err
+    assert runs(predictions) == ["r1", "r2"]
+
+
 def test_missing_scraped_data_is_an_input_error_and_writes_nothing(root, predictions, monkeypatch, capsys):
     assert model("r1", monkeypatch) == EXIT_INPUT
     assert "scraped_data directory is missing" in capsys.readouterr().err

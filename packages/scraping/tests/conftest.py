@@ -15,7 +15,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fake_servers import VALID_KEY, FakeServer, monthly
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
-ENV = ("FRED_API_KEY", "FRED_API_KEY_FILE", "FRED_API_BASE_URL", "TREASURY_BASE_URL", "PIPELINE_PROFILE")
+ENV = (
+    *("FRED_API_KEY", "FRED_API_KEY_FILE", "FRED_API_BASE_URL", "TREASURY_BASE_URL", "PIPELINE_PROFILE"),
+    "SCRAPING_CONFIG",
+)
 
 
 @pytest.fixture

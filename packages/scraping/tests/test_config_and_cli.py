@@ -64,6 +64,26 @@ def test_a_config_file_that_is_not_utf8_is_named(tmp_path, project):
         load_config(path)
 
 
+def test_scraping_config_replaces_the_packaged_list_and_the_option_replaces_both(
+    tmp_path, project, server, monkeypatch, capsys
+):
+    (tmp_path / "env").mkdir()
+    (tmp_path / "option").mkdir()
+    monkeypatch.setenv("SCRAPING_CONFIG", str(write_config(tmp_path / "env", series=("GDP",))))
+    assert load_config().fred.series == ("GDP",)
+
+    assert main(["run"]) == 0
+    assert {r.params["series_id"] for r in server.requests_to("/fred/series")} == {"GDP"}
+    option = write_config(tmp_path / "option", series=("UNRATE",))
+    assert main(["run", "--config", str(option)]) == 0
+    assert "scraping: fred/UNRATE: updated" in capsys.readouterr().err
+
+    missing = tmp_path / "nowhere.toml"
+    monkeypatch.setenv("SCRAPING_CONFIG", str(missing))
+    assert main(["run"]) == EXIT_CONFIG
+    assert capsys.readouterr().err == f"scraping: {missing} (from SCRAPING_CONFIG): config file not found\n"
+
+
 def test_malformed_config_on_the_command_line_exits_1_and_loses_nothing(tmp_path, project, server, capsys):
     assert main(["run", "--config", str(write_config(tmp_path))]) == 0
     before = snapshot(project)

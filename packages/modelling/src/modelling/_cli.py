@@ -10,7 +10,7 @@ from pathlib import Path
 
 from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
-from modelling._config import default_config_path, load_config
+from modelling._config import CONFIG_ENV, default_config_path, load_config
 from modelling._errors import ConfigError, InputError, ModellingError, OutputError, WorkerDied
 from modelling._run import run
 
@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                          help="fit only these series (manifest keys, or key:column for a multi-column file); "
                               "the run carries the others over from the last run as they were")  # fmt: skip
     run_cmd.add_argument(
-        "--config", type=Path, metavar="PATH", help=f"settings (TOML); default: {default_config_path()}"
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"settings (TOML); default: ${CONFIG_ENV} if set, else {default_config_path()}",
     )
     run_cmd.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                          help="stderr log level (default INFO)")  # fmt: skip

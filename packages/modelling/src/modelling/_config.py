@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ FREQUENCIES = ("D", "B", "W", "M", "Q", "A")
 SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
 TRANSFORMS = ("none", "auto")
 _KEYS = {"models", "levels", "min_points", "transform", "daily_window", "horizon", "backtest", "intervals"}
+CONFIG_ENV = "MODELLING_CONFIG"  # path of a TOML file that replaces the packaged default
 CONFIG_VERSION = 4  # bump when the code changes what a fit produces, so cached fits are not reused
 
 
@@ -50,13 +52,16 @@ def default_config_path() -> Path:
 
 
 def load_config(path: Path | None = None) -> Config:
-    path = Path(path) if path is not None else default_config_path()
+    """Read the settings at `path`, else MODELLING_CONFIG, else the packaged config/modelling.toml."""
+    env_path = os.environ.get(CONFIG_ENV) if path is None else None
+    path = Path(path or env_path or default_config_path())
+    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}{where}: config file not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+        raise ConfigError(f"{path}{where}: cannot read config: {exc}") from None
     _only(path, "", raw, _KEYS)
     read = _Reader(raw, path)
     models = tuple(read.list_of("models", str))

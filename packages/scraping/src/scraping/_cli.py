@@ -9,7 +9,7 @@ from pathlib import Path
 
 from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
-from scraping._config import default_config_path, load_config, parse_series_ids
+from scraping._config import CONFIG_ENV, default_config_path, load_config, parse_series_ids
 from scraping._errors import ConfigError, StoreError
 from scraping._run import SeriesResult, run
 
@@ -41,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--series", type=_series_ids, metavar="ID,ID...", help="fetch only these FRED series ids (comma-separated)"
     )
     run_cmd.add_argument(
-        "--config", type=Path, metavar="PATH", help=f"series list (TOML); default: {default_config_path()}"
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help=f"series list (TOML); default: ${CONFIG_ENV} if set, else {default_config_path()}",
     )
     run_cmd.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="stderr log level (default INFO)"

@@ -21,6 +21,7 @@ PROFILES = ("local", "prod")
 FRED_FORMATS = ("xml", "json")
 DEFAULT_FRED_BASE_URL = "https://api.stlouisfed.org/fred"
 DEFAULT_TREASURY_BASE_URL = "https://home.treasury.gov"
+CONFIG_ENV = "SCRAPING_CONFIG"  # path of a TOML file that replaces the packaged series list
 _FRED_ID = re.compile(r"[A-Z0-9_]{1,64}")  # ids become file names, so nothing else is allowed
 _HTML_NAME = re.compile(r"[a-z0-9_]{1,64}")  # html/<name>.parquet
 _COLUMN_NAME = re.compile(r"[A-Za-z0-9_.]{1,64}")
@@ -97,20 +98,23 @@ def parse_series_ids(text: str, where: str) -> tuple[str, ...]:
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read the series list at `path` (default: the packaged config/series.toml) and the environment."""
+    """Read the series list at `path` (else SCRAPING_CONFIG, else the packaged config/series.toml)
+    and the environment."""
     env = os.environ if env is None else env
-    path = Path(path) if path is not None else default_config_path()
+    env_path = env.get(CONFIG_ENV) if path is None else None
+    path = Path(path or env_path or default_config_path())
+    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}{where}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
-        raise ConfigError(f"{path}: not UTF-8 text") from None
+        raise ConfigError(f"{path}{where}: not UTF-8 text") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{path}{where}: cannot read: {exc.strerror}") from None
 
     _only(path, "", data, {"http", "fred", "treasury", "html"})
     http_t = _table(path, data, "http")
