@@ -37,6 +37,16 @@ def two_series(store, make_monthly, macro):
     store("fred/SALES", make_monthly(60), "M")
 
 
+@pytest.fixture
+def quick_models(tmp_path, monkeypatch):
+    """MODELLING_CONFIG with auto_sarima (whose fits are cached), theta and seasonal naive: the
+    default settings but ETS's model search and optimised Theta, about 7 of the 10 s a default run
+    takes on two_series. For the tests whose subject is the command, not which models run."""
+    monkeypatch.setenv(
+        "MODELLING_CONFIG", stage_config(tmp_path, "quick.toml", models='["auto_sarima", "theta", "seasonal_naive"]')
+    )
+
+
 def test_run_writes_every_file_in_the_documented_shape(two_series, predictions, monkeypatch):
     assert model("r1", monkeypatch) == EXIT_OK
     run_dir = predictions / "r1"
@@ -61,7 +71,9 @@ def test_run_writes_every_file_in_the_documented_shape(two_series, predictions, 
     assert (predictions / "LATEST").read_text().strip() == "r1"
 
 
-def test_rerun_with_nothing_new_fits_nothing_and_writes_no_run(two_series, predictions, monkeypatch, capsys):
+def test_rerun_with_nothing_new_fits_nothing_and_writes_no_run(
+    two_series, quick_models, predictions, monkeypatch, capsys
+):
     assert model("r1", monkeypatch) == EXIT_OK
     capsys.readouterr()
     assert model("r2", monkeypatch) == EXIT_OK
@@ -70,7 +82,9 @@ def test_rerun_with_nothing_new_fits_nothing_and_writes_no_run(two_series, predi
     assert (predictions / "LATEST").read_text().strip() == "r1"
 
 
-def test_nothing_new_is_recognised_from_the_bytes_without_pandas(two_series, scraped, predictions, monkeypatch):
+def test_nothing_new_is_recognised_from_the_bytes_without_pandas(
+    two_series, quick_models, scraped, predictions, monkeypatch
+):
     assert model("r1", monkeypatch) == EXIT_OK
     check = (
         "import sys; from modelling._cli import main; rc = main(['run']); "
@@ -88,7 +102,7 @@ def test_nothing_new_is_recognised_from_the_bytes_without_pandas(two_series, scr
 
 
 def test_grown_series_is_refit_from_its_cached_order_and_the_other_reused(
-    two_series, store, make_monthly, predictions, monkeypatch, capsys
+    two_series, quick_models, store, make_monthly, predictions, monkeypatch, capsys
 ):
     assert model("r1", monkeypatch) == EXIT_OK
     first = json.loads((predictions / "r1" / "run.json").read_text())
@@ -113,7 +127,7 @@ def test_grown_series_is_refit_from_its_cached_order_and_the_other_reused(
         first["fingerprints"]["bundled/realgdp"]  # fmt: skip
 
 
-def test_cached_parameters_are_used_for_an_unchanged_series(two_series, root, predictions, monkeypatch):
+def test_cached_parameters_are_used_for_an_unchanged_series(two_series, quick_models, root, predictions, monkeypatch):
     from modelling import _cache
 
     assert model("r1", monkeypatch) == EXIT_OK
@@ -128,11 +142,14 @@ def test_cached_parameters_are_used_for_an_unchanged_series(two_series, root, pr
     assert [hit.kind for hit in calls] == ["same", "same"]
 
 
+MANY = 16  # series in many_quick: seconds of fitting left when the first fit is cached
+
+
 @pytest.fixture
-def forty_quick(store, make_monthly, root, tmp_path):
-    """40 monthly series and a config that fits auto_sarima alone with no backtests: a few seconds'
+def many_quick(store, make_monthly, root, tmp_path):
+    """MANY monthly series and a config that fits auto_sarima alone with no backtests: a few seconds'
     work for two workers, to stop or break halfway. Returns (config, cache dir)."""
-    for k in range(40):
+    for k in range(MANY):
         store(f"fred/S{k:02d}", make_monthly(120, seed=k), "M")
     config = tmp_path / "quick.toml"
     text = (Path(__file__).parents[1] / "config" / "modelling.toml").read_text()
@@ -151,9 +168,9 @@ def start_stage_once_a_fit_is_cached(config, cache) -> subprocess.Popen:
 
 
 def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_from_them(
-    forty_quick, predictions, monkeypatch
+    many_quick, predictions, monkeypatch
 ):
-    config, cache = forty_quick
+    config, cache = many_quick
     stage = start_stage_once_a_fit_is_cached(config, cache)
     try:
         stage.send_signal(signal.SIGTERM)  # as `docker stop` does
@@ -166,7 +183,7 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
                         "LATEST still names the last complete run\n")  # fmt: skip
     assert "Traceback" not in err
     cached = sorted(cache.glob("*.json"))
-    assert 1 <= len(cached) < 40  # the fits not started were dropped
+    assert 1 <= len(cached) < MANY  # the fits not started were dropped
     assert all(json.loads(p.read_text())["choice"]["params"] for p in cached)
     assert not (predictions / "LATEST").exists() and not list(predictions.glob("*/run.json"))
 
@@ -179,8 +196,8 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
 
 
-def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fits_cached(forty_quick, predictions):
-    config, cache = forty_quick
+def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fits_cached(many_quick, predictions):
+    config, cache = many_quick
     stage = start_stage_once_a_fit_is_cached(config, cache)
     try:
         worker = Path(f"/proc/{stage.pid}/task/{stage.pid}/children").read_text().split()[0]
@@ -195,7 +212,9 @@ def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fit
     assert list(cache.glob("*.json")) and not (predictions / "LATEST").exists()
 
 
-def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(two_series, root, monkeypatch, capsys):
+def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(
+    two_series, quick_models, root, monkeypatch, capsys
+):
     assert model("r1", monkeypatch) == EXIT_OK
     cache = root / "packages" / "modelling" / "cache" / "sarima_params"
     first, second = sorted(cache.glob("*.json"))
@@ -209,7 +228,9 @@ def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(two_series
     assert not (root / "pwned").exists()
 
 
-def test_bad_series_are_reported_and_the_others_still_modelled(two_series, store, scraped, predictions, monkeypatch):
+def test_bad_series_are_reported_and_the_others_still_modelled(
+    two_series, quick_models, store, scraped, predictions, monkeypatch
+):
     store("fred/SHORT", pd.DataFrame({"date": pd.date_range("2020-01-01", periods=5, freq="MS"),
                                       "value": [1.0, 2, 3, 4, 5]}), "M")  # fmt: skip
     store("fred/ODD", pd.DataFrame({"date": pd.date_range("2020-01-01", periods=40, freq="MS"),
@@ -249,7 +270,7 @@ def test_missing_scraped_data_is_an_input_error_and_writes_nothing(root, predict
     assert runs(predictions) == []
 
 
-def test_failed_run_leaves_the_previous_run_alone(two_series, scraped, predictions, monkeypatch):
+def test_failed_run_leaves_the_previous_run_alone(two_series, quick_models, scraped, predictions, monkeypatch):
     assert model("r1", monkeypatch) == EXIT_OK
     before = {p.name: p.read_bytes() for p in (predictions / "r1").iterdir()}
     (scraped / "manifest.json").write_text("{broken")
@@ -259,7 +280,7 @@ def test_failed_run_leaves_the_previous_run_alone(two_series, scraped, predictio
     assert (predictions / "LATEST").read_text().strip() == "r1"
 
 
-def test_existing_run_directory_is_never_overwritten(two_series, predictions, monkeypatch):
+def test_existing_run_directory_is_never_overwritten(two_series, quick_models, predictions, monkeypatch):
     (predictions / "r1").mkdir(parents=True)
     (predictions / "r1" / "keep.txt").write_text("mine")
     assert model("r1", monkeypatch) == EXIT_STORAGE
@@ -303,7 +324,7 @@ def test_dry_run_and_series_selection_write_nothing(two_series, predictions, mon
 
 
 def test_a_series_run_fits_those_named_and_carries_the_others_over(
-    two_series, store, make_monthly, macro, predictions, monkeypatch, capsys
+    two_series, quick_models, store, make_monthly, macro, predictions, monkeypatch, capsys
 ):
     """LATEST is what forecasting publishes: a --series run must not drop the series it was not asked
     to fit. They are carried over as they were, and a later full run fits them to their new data."""
@@ -330,7 +351,7 @@ def test_a_series_run_fits_those_named_and_carries_the_others_over(
 
 
 def test_a_series_run_under_another_config_is_refused_and_writes_nothing(
-    two_series, tmp_path, predictions, monkeypatch, capsys
+    two_series, quick_models, tmp_path, predictions, monkeypatch, capsys
 ):
     assert model("r1", monkeypatch) == EXIT_OK
     config = stage_config(tmp_path, "ets.toml", models='["ets"]')
@@ -343,7 +364,9 @@ def test_a_series_run_under_another_config_is_refused_and_writes_nothing(
     assert runs(predictions) == ["r1"] and (predictions / "LATEST").read_text().strip() == "r1"
 
 
-def test_a_retitled_series_makes_a_new_run_without_fitting(two_series, scraped, predictions, monkeypatch, capsys):
+def test_a_retitled_series_makes_a_new_run_without_fitting(
+    two_series, quick_models, scraped, predictions, monkeypatch, capsys
+):
     """Titles and units reach the report through run.json: a manifest that renames a series is news."""
     assert model("r1", monkeypatch) == EXIT_OK
     manifest = json.loads((scraped / "manifest.json").read_text())
