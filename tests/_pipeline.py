@@ -18,14 +18,23 @@ def make_project(base: Path) -> Path:
     return scaffold_project(base, PACKAGES)
 
 
+# What a developer's shell may hold for the pipeline (keys, endpoints, profile, settings files), which
+# must not reach a test's stages unless the test passes it.
+_CALLERS_PREFIXES = ("PIPELINE_", "FRED_", "AZURE_", "TREASURY_")
+_CALLERS_NAMES = ("RUN_ID", "SCRAPING_CONFIG", "MODELLING_CONFIG", "FORECASTING_CONFIG")
+
+
+def clean_env(root: Path, share: Path, **env: str) -> dict[str, str]:
+    """This process's environment without the caller's pipeline settings, pointed at `root` and `share`, plus `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_CALLERS_PREFIXES) and k not in _CALLERS_NAMES}
+    return {**clean, "PIPELINE_ROOT": str(root), "FILESHARE_ROOT": str(share), **env}
+
+
 def make_run(root: Path, share: Path, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess[str]:
     """`make run ARGS` with the data dirs under `root` and the share at `share`; keys only from `env`."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FRED_", "AZURE_", "TREASURY_"))}
-    clean.pop("RUN_ID", None)
-    clean.update(PIPELINE_ROOT=str(root), FILESHARE_ROOT=str(share), **env)
     return subprocess.run(
         ["make", "-s", "-C", str(REPO), "run", *args],
-        env=clean,
+        env=clean_env(root, share, **env),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -23,9 +23,11 @@ import pytest
 
 from packages.forecasting.tests.azurite import azurite, connection_string  # noqa: F401  (azurite is a fixture)
 from packages.scraping.tests.fake_servers import VALID_KEY, FakeSeries, FakeServer, monthly
+from tests._pipeline import clean_env
 
 REPO = Path(__file__).resolve().parents[1]
 SERIES_TOML = REPO / "packages" / "scraping" / "config" / "series.toml"
+MODELLING_TOML = REPO / "packages" / "modelling" / "config" / "modelling.toml"
 PYTHON = str(REPO / ".venv" / "bin" / "python")
 
 
@@ -99,10 +101,19 @@ needs_modelling = pytest.mark.skipif(
 
 def stage_env(root: Path, share: Path, **extra: str) -> dict[str, str]:
     """The environment make gives a stage, minus every key the caller does not pass."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FRED_", "AZURE_", "TREASURY_"))}
-    env.pop("RUN_ID", None)
-    env.update(PIPELINE_ROOT=str(root), FILESHARE_ROOT=str(share), PIPELINE_PROFILE="local", **extra)
-    return env
+    return clean_env(root, share, PIPELINE_PROFILE="local", **extra)
+
+
+def quick_modelling(directory: Path) -> dict[str, str]:
+    """MODELLING_CONFIG for a run whose subject is not the models: the packaged settings without ETS's
+    model search and optimised Theta, which take most of modelling's time on the bundled dataset."""
+    lines = MODELLING_TOML.read_text().splitlines()
+    path = directory / "quick-modelling.toml"
+    path.write_text(
+        "\n".join('models = ["auto_sarima", "theta", "seasonal_naive"]' if line.startswith("models =") else line
+                  for line in lines) + "\n"
+    )  # fmt: skip
+    return {"MODELLING_CONFIG": str(path)}
 
 
 def cli(root: Path, share: Path, *args: str, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess[str]:

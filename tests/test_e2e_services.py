@@ -24,6 +24,7 @@ from tests._services import (
     fake_fred,
     fred_ids,
     needs_modelling,
+    quick_modelling,
     scraping_env,
 )
 from tests._smb import SmbShare, fresh_dir
@@ -56,8 +57,10 @@ class Pipeline:
 def pipeline(smb_server: SmbShare, azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:  # noqa: F811
     share = fresh_dir(smb_server.root, "e2e-services")
     root = make_project(tmp_path_factory.mktemp("e2e") / "root")
+    # The models are not what this run is about (tests/test_pipeline.py runs the packaged settings).
+    quick = quick_modelling(tmp_path_factory.mktemp("settings"))
     with fake_fred() as server:
-        result = make_run(root, share, **scraping_env(server.url), **azure_env(azurite, CONTAINER))
+        result = make_run(root, share, **scraping_env(server.url), **azure_env(azurite, CONTAINER), **quick)
         requested = {r.params.get("series_id", "") for r in server.requests_to("/fred/series")}
         pages = len(server.requests_to(TEXTVIEW))
     run = run_id_of(result)

@@ -37,6 +37,7 @@ from tests._services import (
     make_env,
     needs_modelling,
     one_line_error,
+    quick_modelling,
     scraping_env,
     small_config,
     stage_env,
@@ -242,7 +243,7 @@ def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
 def test_blob_service_down_fails_the_upload_clearly_and_keeps_the_local_run(tmp_path: Path, azurite: str) -> None:  # noqa: F811
     root, share = linked_project(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}/devstoreaccount1"  # nothing listens there
-    result = make_run(root, share, **azure_env(dead, "down"))
+    result = make_run(root, share, **azure_env(dead, "down"), **quick_modelling(tmp_path))
     assert result.returncode != 0, result.stderr[-3000:]
     line = one_line_error(result.stderr, "_SUCCESS not written")
     assert "127.0.0.1" in line and AZURITE_KEY not in result.stderr, line
@@ -289,7 +290,7 @@ def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path
     scraped = on_share(root, share, "scraping", "scraped_data")
     proc = subprocess.Popen(
         ["make", "-s", "-C", str(REPO), "run"],
-        env=make_env(root, share),
+        env=make_env(root, share, **quick_modelling(tmp_path)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -321,7 +322,7 @@ def test_killed_during_modelling_the_rerun_resumes_from_the_cache(tmp_path: Path
         or (predictions / (predictions / "LATEST").read_text().strip() / "run.json").is_file()
     )
 
-    rerun = make_run(root, share)
+    rerun = make_run(root, share, **quick_modelling(tmp_path))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     run = run_id_of(rerun)
     # Resumed: every model cached before the kill is still there, as it was: the re-run started from
