@@ -115,9 +115,14 @@ def test_connection_cut_mid_upload_is_retried(published, blob_target):
 def test_connection_that_keeps_failing_is_reported_and_the_run_is_not_marked(published, blob_target, capsys):
     proxy = blob_target.through_proxy(cut_after=30_000, cuts=1000)
     assert main(["upload"]) == 5
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and "failed after retries" in errors[0] and "_SUCCESS not written" in errors[0]
     assert proxy.cut_count >= 4  # the configured 4 attempts
+    # Each retry is said as it happens: a stalled endpoint is not minutes of silence.
+    retries = [line for line in err.splitlines() if line.endswith("; retrying")]
+    assert [re.search(r"attempt (\d) failed", line).group(1) for line in retries] == ["1", "2", "3"], err
+    assert all(" /devstoreaccount1/" in line and "?" not in line for line in retries), retries
     assert "r1/_SUCCESS" not in blob_target.blobs() and "LATEST" not in blob_target.blobs()
 
 

@@ -11,6 +11,8 @@ import hashlib
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlsplit
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -27,6 +29,9 @@ from storage_links import is_run_id
 from forecasting._config import ACCOUNT_ENV, CONNECTION_STRING_ENV, KEY_ENV, BlobCredentials, Settings
 from forecasting._errors import CredentialsError, UploadError
 from forecasting._upload import LATEST_BLOB, MARKER, UploadResult
+
+if TYPE_CHECKING:
+    from azure.core.pipeline.transport import HttpRequest
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +65,7 @@ def send(
     with _translate_errors(where, f"; {MARKER} not written") as errors:
         if not dry_run:
             try:
-                client.create_container()
+                client.create_container(retry_hook=_say_retrying)
                 log.info("created container %s", container)
             except ResourceExistsError:
                 pass
@@ -85,7 +90,7 @@ def send(
             return result
         if todo and stored[MARKER] is not None:
             # The run is about to change: it must not look complete until the new marker lands.
-            client.delete_blob(f"{run}/{MARKER}")
+            client.delete_blob(f"{run}/{MARKER}", retry_hook=_say_retrying)
         for name in todo:
             _put(client, f"{run}/{name}", payloads[name], digests[name])
             result.uploaded.append(f"{run}/{name}")
@@ -102,7 +107,7 @@ def send(
 def _read_latest(client: ContainerClient) -> tuple[str | None, str | None]:
     """The run the container's LATEST blob names and the blob's ETag; (None, None) when there is none."""
     try:
-        download = client.get_blob_client(LATEST_BLOB).download_blob()
+        download = client.get_blob_client(LATEST_BLOB).download_blob(retry_hook=_say_retrying)
     except ResourceNotFoundError:
         return None, None
     return download.readall().decode("utf-8", "replace").strip(), download.properties.etag
@@ -166,9 +171,18 @@ def _container_client(creds: BlobCredentials, container: str, settings: Settings
     return service.get_container_client(container)
 
 
+def _say_retrying(*, retry_count: int, request: HttpRequest, response: object, error: object, **_: object) -> None:
+    """The SDK's hook before each retry: a stalled or refusing endpoint is otherwise silent for
+    attempts x timeout (minutes). Names what was asked by the URL's path: a SAS token is in its query."""
+    path = unquote(urlsplit(request.url).path)
+    status = getattr(response, "status_code", None)
+    reason = f"HTTP {status}" if status else (str(error).splitlines()[0][:120] if str(error) else type(error).__name__)
+    log.warning("%s %s: attempt %d failed (%s); retrying", request.method, path, retry_count + 1, reason)
+
+
 def _stored_md5(client: ContainerClient, blob: str) -> bytes | None:
     try:
-        props = client.get_blob_client(blob).get_blob_properties()
+        props = client.get_blob_client(blob).get_blob_properties(retry_hook=_say_retrying)
     except ResourceNotFoundError:
         return None
     md5 = props.content_settings.content_md5
@@ -186,6 +200,7 @@ def _put(client: ContainerClient, blob: str, data: bytes, md5: bytes, **conditio
         overwrite=True,
         content_settings=ContentSettings(content_type=content_type, content_md5=md5, cache_control=cache_control),
         validate_content=True,  # the service checks the bytes it received against this MD5
+        retry_hook=_say_retrying,
         **conditions,
     )
 
