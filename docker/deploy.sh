@@ -5,7 +5,8 @@
 #
 # Settings (environment): REGISTRY, AZURE_RESOURCE_GROUP, AZURE_LOCATION, AZURE_STORAGE_ACCOUNT,
 #   AZURE_FILE_SHARE, AZURE_STORAGE_CONTAINER (default forecasts), ACI_NAME (default
-#   financial-forecasting), IMAGE_TAG (default: the git commit), REGISTRY_USERNAME.
+#   financial-forecasting), IMAGE_TAG (default: the git commit), REGISTRY_USERNAME; optional:
+#   SCRAPING_CONFIG, MODELLING_CONFIG, FORECASTING_CONFIG (a stage's settings file on the share).
 # Secrets (environment only): FRED_API_KEY, AZURE_STORAGE_KEY, REGISTRY_PASSWORD.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -20,6 +20,8 @@ SETTINGS = ("ACI_NAME", "AZURE_LOCATION", "REGISTRY", "IMAGE_TAG", "AZURE_STORAG
             "AZURE_STORAGE_CONTAINER", "AZURE_FILE_SHARE", "REGISTRY_USERNAME")  # fmt: skip
 SECRETS = ("FRED_API_KEY", "AZURE_STORAGE_KEY", "REGISTRY_PASSWORD")
 SECRET_FIELDS = {"FRED_API_KEY", "AZURE_STORAGE_KEY"}
+# Optional: a stage's settings file on the share, passed to the container only when set.
+STAGE_SETTINGS = ("SCRAPING_CONFIG", "MODELLING_CONFIG", "FORECASTING_CONFIG")
 PLAIN = re.compile(r"[A-Za-z0-9._:/@-]+")
 
 
@@ -31,10 +33,15 @@ def render(env: dict[str, str], mask_secrets: bool) -> str:
     missing = [name for name in SETTINGS + SECRETS if not env.get(name) and not (mask_secrets and name in SECRETS)]
     if missing:
         raise SpecError(f"{TEMPLATE}: missing environment variable(s): {', '.join(missing)}")
-    for name in SETTINGS:
+    stage_settings = [name for name in STAGE_SETTINGS if env.get(name)]
+    for name in (*SETTINGS, *stage_settings):
         if not PLAIN.fullmatch(env[name]):
             raise SpecError(f"{name}={env[name]!r}: only letters, digits and . _ : / @ - are allowed")
     values = {name: env[name] for name in SETTINGS}
+    # Entries appended to the container's environmentVariables list, at the template's indentation.
+    values["STAGE_SETTINGS"] = "".join(
+        f"\n          - name: {name}\n            value: {env[name]}" for name in stage_settings
+    )
     # Secrets may hold any character: they fill whole fields, so quote them as YAML strings.
     values |= {
         name: yaml.safe_dump("***" if mask_secrets else env[name], default_style='"').strip() for name in SECRETS

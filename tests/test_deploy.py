@@ -10,6 +10,7 @@ from pathlib import Path
 
 import compose
 import pytest
+import yaml
 
 from tests._image import REPO
 
@@ -80,6 +81,19 @@ def test_deploy_dry_run_renders_validates_and_masks_secrets():
     for command in ("would run: docker build", "would run: docker push", "would run: az container create"):
         assert command in result.stdout
     assert "nothing was changed" in result.stderr
+
+
+def test_the_aci_spec_passes_a_stage_settings_file_only_when_one_is_set():
+    settings = {"SCRAPING_CONFIG": "/mnt/fileshare/config/series.toml"}
+    result = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS, **settings)
+    assert result.returncode == 0, result.stderr
+    spec = yaml.safe_load(result.stdout[result.stdout.index("apiVersion") :].split("\nwould run:")[0])
+    (container,) = spec["properties"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["properties"]["environmentVariables"]}
+    assert env["SCRAPING_CONFIG"] == "/mnt/fileshare/config/series.toml"
+    assert "MODELLING_CONFIG" not in env and "FORECASTING_CONFIG" not in env
+    spaced = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS, SCRAPING_CONFIG="/mnt/a b.toml")
+    assert spaced.returncode != 0 and "SCRAPING_CONFIG='/mnt/a b.toml'" in spaced.stderr
 
 
 @pytest.mark.parametrize("bad", ["maybe", "yes"])
