@@ -12,6 +12,8 @@ import shlex
 import shutil
 from pathlib import Path
 
+from tests._pipeline import clean_env
+
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILE = REPO / "docker" / "Dockerfile"
 IMAGE_APP = "/app"
@@ -84,11 +86,9 @@ def image_entrypoint(app_root: Path, dockerfile: Path = DOCKERFILE) -> list[str]
 def image_env(app_root: Path, share: Path, **extra: str) -> dict[str, str]:
     """The environment the Dockerfile sets, pointed at the temporary app root and share."""
     venv_bin = REPO / ".venv" / "bin"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIPELINE_", "FRED_", "AZURE_"))}
+    env = clean_env(app_root, share)
     env.update(
         PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
-        PIPELINE_ROOT=str(app_root),
-        FILESHARE_ROOT=str(share),
         BOOTSTRAP="0",
         VENV=str(REPO / ".venv"),
         STORAGE_LINKS_REQUIRE_MOUNT="0",

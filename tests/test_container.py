@@ -11,6 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests._image import REPO, app_owned, build_app_root, image_entrypoint, image_env, image_user
@@ -206,6 +207,23 @@ def test_the_containers_profile_reaches_the_stages(app):
     assert "profile prod" in result.stderr
     assert "the prod profile never falls back to the bundled dataset" in result.stderr
     assert result.returncode != 0
+
+
+def test_a_settings_file_on_the_share_replaces_the_stages_packaged_one(app):
+    """What compose and ACI pass on: MODELLING_CONFIG naming a file on the share (the image's
+    /mnt/fileshare/config/modelling.toml); the stage runs with it, not with the packaged file."""
+    app_root, share = app
+    packaged = (app_root / "packages" / "modelling" / "config" / "modelling.toml").read_text().splitlines()
+    settings = share / "config" / "modelling.toml"
+    settings.parent.mkdir()
+    settings.write_text(
+        "\n".join('models = ["seasonal_naive"]' if line.startswith("models =") else line for line in packaged) + "\n"
+    )
+    result = start(app_root, share, "--skip-forecasting", "--skip-upload", MODELLING_CONFIG=str(settings))
+    assert result.returncode == 0, result.stderr[-3000:]
+    predictions = share / "modelling" / "predictions"
+    run = (predictions / "LATEST").read_text().strip()
+    assert set(pd.read_parquet(predictions / run / "forecasts.parquet")["model"]) == {"seasonal_naive"}
 
 
 def test_dockerfile_is_lint_clean():
