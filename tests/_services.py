@@ -104,15 +104,19 @@ def stage_env(root: Path, share: Path, **extra: str) -> dict[str, str]:
     return clean_env(root, share, PIPELINE_PROFILE="local", **extra)
 
 
+def modelling_settings(path: Path, models: list[str]) -> Path:
+    """The packaged modelling settings, fitting only `models`, written to `path`."""
+    listed = ", ".join(f'"{model}"' for model in models)
+    lines = [f"models = [{listed}]" if line.startswith("models =") else line
+             for line in MODELLING_TOML.read_text().splitlines()]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def quick_modelling(directory: Path) -> dict[str, str]:
     """MODELLING_CONFIG for a run whose subject is not the models: the packaged settings without ETS's
     model search and optimised Theta, which take most of modelling's time on the bundled dataset."""
-    lines = MODELLING_TOML.read_text().splitlines()
-    path = directory / "quick-modelling.toml"
-    path.write_text(
-        "\n".join('models = ["auto_sarima", "theta", "seasonal_naive"]' if line.startswith("models =") else line
-                  for line in lines) + "\n"
-    )  # fmt: skip
+    path = modelling_settings(directory / "quick-modelling.toml", ["auto_sarima", "theta", "seasonal_naive"])
     return {"MODELLING_CONFIG": str(path)}
 
 

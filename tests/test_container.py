@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from tests._image import REPO, app_owned, build_app_root, image_entrypoint, image_env, image_user
+from tests._services import modelling_settings
 
 ENTRYPOINT = "docker/entrypoint.sh"
 ALL_SKIPS = ["--skip-scraping", "--skip-modeling", "--skip-forecasting", "--skip-upload"]
@@ -213,12 +214,8 @@ def test_a_settings_file_on_the_share_replaces_the_stages_packaged_one(app):
     """What compose and ACI pass on: MODELLING_CONFIG naming a file on the share (the image's
     /mnt/fileshare/config/modelling.toml); the stage runs with it, not with the packaged file."""
     app_root, share = app
-    packaged = (app_root / "packages" / "modelling" / "config" / "modelling.toml").read_text().splitlines()
-    settings = share / "config" / "modelling.toml"
-    settings.parent.mkdir()
-    settings.write_text(
-        "\n".join('models = ["seasonal_naive"]' if line.startswith("models =") else line for line in packaged) + "\n"
-    )
+    (share / "config").mkdir()
+    settings = modelling_settings(share / "config" / "modelling.toml", ["seasonal_naive"])
     result = start(app_root, share, "--skip-forecasting", "--skip-upload", MODELLING_CONFIG=str(settings))
     assert result.returncode == 0, result.stderr[-3000:]
     predictions = share / "modelling" / "predictions"
