@@ -20,6 +20,8 @@ SETTINGS = ("ACI_NAME", "AZURE_LOCATION", "REGISTRY", "IMAGE_TAG", "AZURE_STORAG
             "AZURE_STORAGE_CONTAINER", "AZURE_FILE_SHARE", "REGISTRY_USERNAME")  # fmt: skip
 SECRETS = ("FRED_API_KEY", "AZURE_STORAGE_KEY", "REGISTRY_PASSWORD")
 SECRET_FIELDS = {"FRED_API_KEY", "AZURE_STORAGE_KEY"}
+# deploy.sh's `az container create` needs it, not the spec: checked with the rest before anything is built.
+DEPLOY_ONLY = ("AZURE_RESOURCE_GROUP",)
 # Optional: a stage's settings file on the share, passed to the container only when set.
 STAGE_SETTINGS = ("SCRAPING_CONFIG", "MODELLING_CONFIG", "FORECASTING_CONFIG")
 PLAIN = re.compile(r"[A-Za-z0-9._:/@-]+")
@@ -30,17 +32,24 @@ class SpecError(Exception):
 
 
 def render(env: dict[str, str], mask_secrets: bool) -> str:
-    missing = [name for name in SETTINGS + SECRETS if not env.get(name) and not (mask_secrets and name in SECRETS)]
+    required = SETTINGS + DEPLOY_ONLY + SECRETS
+    missing = [name for name in required if not env.get(name) and not (mask_secrets and name in SECRETS)]
     if missing:
         raise SpecError(f"{TEMPLATE}: missing environment variable(s): {', '.join(missing)}")
-    stage_settings = [name for name in STAGE_SETTINGS if env.get(name)]
-    for name in (*SETTINGS, *stage_settings):
+    for name in SETTINGS:
         if not PLAIN.fullmatch(env[name]):
             raise SpecError(f"{name}={env[name]!r}: only letters, digits and . _ : / @ - are allowed")
+    stage_settings = [name for name in STAGE_SETTINGS if env.get(name)]
+    for name in stage_settings:
+        # Stages run from /app/packages: a relative path would name a file in the image, not on the share.
+        if not env[name].startswith("/") or not env[name].isprintable():
+            raise SpecError(f"{name}={env[name]!r}: must be an absolute path, e.g. /mnt/fileshare/config/...")
     values = {name: env[name] for name in SETTINGS}
-    # Entries appended to the container's environmentVariables list, at the template's indentation.
+    # Entries appended to the container's environmentVariables list, at the template's indentation;
+    # quoted, so that any path stays a YAML string.
+    quoted = {name: yaml.safe_dump(env[name], default_style='"').strip() for name in stage_settings}
     values["STAGE_SETTINGS"] = "".join(
-        f"\n          - name: {name}\n            value: {env[name]}" for name in stage_settings
+        f"\n          - name: {name}\n            value: {value}" for name, value in quoted.items()
     )
     # Secrets may hold any character: they fill whole fields, so quote them as YAML strings.
     values |= {

@@ -92,8 +92,12 @@ def test_the_aci_spec_passes_a_stage_settings_file_only_when_one_is_set():
     env = {e["name"]: e.get("value") for e in container["properties"]["environmentVariables"]}
     assert env["SCRAPING_CONFIG"] == "/mnt/fileshare/config/series.toml"
     assert "MODELLING_CONFIG" not in env and "FORECASTING_CONFIG" not in env
-    spaced = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS, SCRAPING_CONFIG="/mnt/a b.toml")
-    assert spaced.returncode != 0 and "SCRAPING_CONFIG='/mnt/a b.toml'" in spaced.stderr
+    spaced = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS, MODELLING_CONFIG="/mnt/fileshare/@my 2.toml")
+    assert spaced.returncode == 0, spaced.stderr
+    assert 'value: "/mnt/fileshare/@my 2.toml"' in spaced.stdout  # quoted: YAML reads it as the string it is
+    relative = run(["make", "-s", "deploy-prod", "DRY_RUN=1"], **SECRETS, SCRAPING_CONFIG="config/series.toml")
+    assert relative.returncode != 0
+    assert "SCRAPING_CONFIG='config/series.toml': must be an absolute path" in relative.stderr
 
 
 @pytest.mark.parametrize("bad", ["maybe", "yes"])
@@ -114,5 +118,5 @@ def test_real_deploy_without_settings_names_what_is_missing(tmp_path):
     result = run(["bash", "docker/deploy.sh"], PATH=f"{fake_bin}:{os.environ['PATH']}", DRY_RUN="0")
     assert result.returncode != 0
     assert "missing environment variable(s)" in result.stderr
-    assert "REGISTRY" in result.stderr
+    assert "REGISTRY" in result.stderr and "AZURE_RESOURCE_GROUP" in result.stderr
     assert not (fake_bin / "calls").exists()

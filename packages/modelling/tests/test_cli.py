@@ -264,6 +264,29 @@ def test_modelling_config_replaces_the_packaged_settings_and_the_option_replaces
     assert runs(predictions) == ["r1", "r2"]
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.mkdir(), "cannot read: Is a directory"),
+        (lambda path: path.write_text("models = ['theta']\n", encoding="utf-16"), "not UTF-8 text"),
+        (lambda path: path.write_text("models = [\n"), "invalid TOML"),
+    ],
+    ids=["directory", "utf-16", "bad-toml"],
+)
+def test_a_settings_file_that_cannot_be_read_is_one_line_naming_it_and_the_variable(
+    tmp_path, monkeypatch, make, message
+):
+    from modelling._config import load_config
+
+    path = tmp_path / "modelling.toml"
+    make(path)
+    monkeypatch.setenv("MODELLING_CONFIG", str(path))
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert str(caught.value).startswith(f"{path} (from MODELLING_CONFIG): {message}")
+    assert "\n" not in str(caught.value)
+
+
 def test_missing_scraped_data_is_an_input_error_and_writes_nothing(root, predictions, monkeypatch, capsys):
     assert model("r1", monkeypatch) == EXIT_INPUT
     assert "scraped_data directory is missing" in capsys.readouterr().err

@@ -82,6 +82,13 @@ def test_scraping_config_replaces_the_packaged_list_and_the_option_replaces_both
     monkeypatch.setenv("SCRAPING_CONFIG", str(missing))
     assert main(["run"]) == EXIT_CONFIG
     assert capsys.readouterr().err == f"scraping: {missing} (from SCRAPING_CONFIG): config file not found\n"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[fred\n")
+    monkeypatch.setenv("SCRAPING_CONFIG", str(bad))
+    with pytest.raises(ConfigError, match=re.escape(f"{bad} (from SCRAPING_CONFIG): invalid TOML")):
+        load_config()
+    monkeypatch.setenv("SCRAPING_CONFIG", "  \r")  # blank, as a CRLF .env leaves it: unset
+    assert load_config().path == default_config_path()
 
 
 def test_malformed_config_on_the_command_line_exits_1_and_loses_nothing(tmp_path, project, server, capsys):

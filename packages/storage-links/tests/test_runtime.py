@@ -82,6 +82,19 @@ def test_configure_logging_writes_the_run_log(env):
     assert "DEBUG" in LOG_LEVELS
 
 
+def test_a_file_name_that_is_not_utf8_is_logged_escaped_not_as_a_logging_error(env):
+    # In a process of its own: its stderr is the real one (backslashreplace), not pytest's capture.
+    script = (
+        "import logging; from storage_links import configure_logging; "
+        "configure_logging('alpha', 'INFO', 'run-1'); "
+        "name = b'/tmp/no\\xff.toml'.decode('utf-8', 'surrogateescape'); "  # what os gives for such a name
+        "logging.getLogger('alpha').error('%s: config file not found', name)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "Logging error" not in result.stderr, result.stderr
+    assert "alpha ERROR /tmp/no\\udcff.toml: config file not found" in (env.root / "logs" / "run-1.log").read_text()
+
+
 def test_progress_writes_only_to_a_terminal():
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -92,16 +92,16 @@ def default_config_path() -> Path:
 
 def load_settings(path: Path | None = None) -> Settings:
     """Read the config (FORECASTING_CONFIG, else the packaged default) and PIPELINE_PROFILE."""
-    env_path = os.environ.get(CONFIG_ENV)
+    env_path = os.environ.get(CONFIG_ENV, "").strip() if path is None else None  # blank: unset
     source = Path(path or env_path or default_config_path())
-    where = f" (from {CONFIG_ENV})" if env_path and not path else ""
+    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
         with source.open("rb") as fh:
             data = tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{source}{where}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{source}{where}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
         raise ConfigError(f"{source}{where}: not UTF-8 text") from None
     except OSError as exc:  # a directory, no permission, ...

@@ -101,7 +101,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     """Read the series list at `path` (else SCRAPING_CONFIG, else the packaged config/series.toml)
     and the environment."""
     env = os.environ if env is None else env
-    env_path = env.get(CONFIG_ENV) if path is None else None
+    env_path = env.get(CONFIG_ENV, "").strip() if path is None else None  # blank: unset, as for the key
     path = Path(path or env_path or default_config_path())
     where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
@@ -110,7 +110,7 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     except FileNotFoundError:
         raise ConfigError(f"{path}{where}: config file not found") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+        raise ConfigError(f"{path}{where}: invalid TOML: {exc}") from None
     except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
         raise ConfigError(f"{path}{where}: not UTF-8 text") from None
     except OSError as exc:

@@ -181,7 +181,8 @@ def configure_logging(stage: str, level: str, run: str, *, root: Path | None = N
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(logging.Formatter(f"{stage}: %(message)s"))
     stderr.setLevel(level)
-    to_file = _RunLogHandler(log_file, encoding="utf-8")
+    # A file name that is not UTF-8 (surrogate escapes) is written escaped, as stderr does, not a traceback.
+    to_file = _RunLogHandler(log_file, encoding="utf-8", errors="backslashreplace")
     to_file.setFormatter(fmt)
     to_file.setLevel(min(logging.INFO, logging.getLevelName(level)))
     top = logging.getLogger()
