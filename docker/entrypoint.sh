@@ -25,7 +25,8 @@ With all four --skip options it only initialises and verifies the links.
 
 Any other COMMAND (e.g. `ls -la forecasting/`) is run as given after the links are set up.
 Environment: FILESHARE_ROOT (share, default /mnt/fileshare), PIPELINE_PROFILE (local|prod),
-FRED_API_KEY, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY.
+FRED_API_KEY, AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT + AZURE_STORAGE_KEY,
+SCRAPING_CONFIG / MODELLING_CONFIG / FORECASTING_CONFIG (a stage's settings file on the share).
 USAGE
 }
 

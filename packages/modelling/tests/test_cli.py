@@ -252,6 +252,7 @@ def test_modelling_config_replaces_the_packaged_settings_and_the_option_replaces
 ):
     monkeypatch.setenv("MODELLING_CONFIG", stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]'))
     assert model("r1", monkeypatch) == EXIT_OK
+    assert f"modelling: settings {tmp_path / 'naive.toml'}\n" in capsys.readouterr().err
     assert set(pd.read_parquet(predictions / "r1" / "forecasts.parquet")["model"]) == {"seasonal_naive"}
     assert model("r2", monkeypatch, "--config", stage_config(tmp_path, "theta.toml", models='["theta"]')) == EXIT_OK
     assert set(pd.read_parquet(predictions / "r2" / "forecasts.parquet")["model"]) == {"theta"}

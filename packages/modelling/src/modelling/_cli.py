@@ -71,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         with stop_on_signals():
-            report = run(load_config(args.config), run_name, jobs=args.jobs, only=args.series,
+            config = load_config(args.config)
+            log.info("settings %s", config.source)  # which file: --config, MODELLING_CONFIG or the packaged one
+            report = run(config, run_name, jobs=args.jobs, only=args.series,
                          dry_run=args.dry_run, level=args.log_level)  # fmt: skip
     except Interrupted as exc:
         log.error("stopped by %s: the fits finished so far are cached for the next run; "
