@@ -196,3 +196,20 @@ with stop_on_signals():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert done.stdout == "first: clean-up runs\n", done.stderr
     assert done.returncode == -signal.SIGTERM
+
+
+def test_read_settings_takes_the_option_then_the_variable_then_the_packaged_file(tmp_path):
+    from storage_links import SettingsError, read_settings
+
+    packaged, named, option = (tmp_path / f"{n}.toml" for n in ("packaged", "named", "option"))
+    for path in (packaged, named, option):
+        path.write_text(f'which = "{path.stem}"\n')
+    env = {"STAGE_CONFIG": str(named)}
+    assert read_settings(option, "STAGE_CONFIG", lambda: packaged, env) == (option, {"which": "option"})
+    assert read_settings(None, "STAGE_CONFIG", lambda: packaged, env) == (named, {"which": "named"})
+    assert read_settings(None, "STAGE_CONFIG", lambda: packaged, {"STAGE_CONFIG": " \r"})[0] == packaged
+    with pytest.raises(SettingsError, match=rf"^{tmp_path} \(from STAGE_CONFIG\): cannot read: Is a directory$"):
+        read_settings(None, "STAGE_CONFIG", lambda: packaged, {"STAGE_CONFIG": str(tmp_path)})
+    with pytest.raises(SettingsError, match=rf"^{option}: invalid TOML"):
+        option.write_text("[stage\n")
+        read_settings(option, "STAGE_CONFIG", lambda: packaged, env)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from storage_links import SettingsError, read_settings
 
 from forecasting._errors import ConfigError, CredentialsError
 
@@ -92,20 +93,10 @@ def default_config_path() -> Path:
 
 def load_settings(path: Path | None = None) -> Settings:
     """Read the config (FORECASTING_CONFIG, else the packaged default) and PIPELINE_PROFILE."""
-    env_path = os.environ.get(CONFIG_ENV, "").strip() if path is None else None  # blank: unset
-    source = Path(path or env_path or default_config_path())
-    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
-        with source.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{source}{where}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}{where}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
-        raise ConfigError(f"{source}{where}: not UTF-8 text") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(f"{source}{where}: cannot read: {exc.strerror}") from None
+        source, data = read_settings(path, CONFIG_ENV, default_config_path)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     reader = _Reader(source, data)
     select = SelectSettings(
         combinations=reader.combinations("select", "combinations"),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from storage_links import SettingsError, read_settings
 
 from modelling._errors import ConfigError
 
@@ -53,20 +53,10 @@ def default_config_path() -> Path:
 
 def load_config(path: Path | None = None) -> Config:
     """Read the settings at `path`, else MODELLING_CONFIG, else the packaged config/modelling.toml."""
-    env_path = os.environ.get(CONFIG_ENV, "").strip() if path is None else None  # blank: unset
-    path = Path(path or env_path or default_config_path())
-    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
-        with path.open("rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}{where}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}{where}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
-        raise ConfigError(f"{path}{where}: not UTF-8 text") from None
-    except OSError as exc:  # a directory, no permission, ...
-        raise ConfigError(f"{path}{where}: cannot read: {exc.strerror}") from None
+        path, raw = read_settings(path, CONFIG_ENV, default_config_path)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
     _only(path, "", raw, _KEYS)
     read = _Reader(raw, path)
     models = tuple(read.list_of("models", str))

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from storage_links import SettingsError, read_settings
 
 from scraping._errors import ConfigError
 from scraping._html_table import Column, TableSource, TableSpec
@@ -101,20 +102,10 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     """Read the series list at `path` (else SCRAPING_CONFIG, else the packaged config/series.toml)
     and the environment."""
     env = os.environ if env is None else env
-    env_path = env.get(CONFIG_ENV, "").strip() if path is None else None  # blank: unset, as for the key
-    path = Path(path or env_path or default_config_path())
-    where = f" (from {CONFIG_ENV})" if env_path else ""
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}{where}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}{where}: invalid TOML: {exc}") from None
-    except UnicodeDecodeError:  # TOML is UTF-8; an editor's UTF-16 save is not
-        raise ConfigError(f"{path}{where}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}{where}: cannot read: {exc.strerror}") from None
+        path, data = read_settings(path, CONFIG_ENV, default_config_path, env)
+    except SettingsError as exc:
+        raise ConfigError(str(exc)) from None
 
     _only(path, "", data, {"http", "fred", "treasury", "html"})
     http_t = _table(path, data, "http")

@@ -1,7 +1,8 @@
 """storage_links: the project's data-directory contracts and the symlinks onto the share.
 
 Stages ask `data_dir(package, name)` for their directories and use the run-time
-helpers (run id, atomic writes, logging, progress, stopping on signals) so they behave alike.
+helpers (run id, atomic writes, logging, progress, stopping on signals, the settings file) so
+they behave alike.
 
 Names are imported on first use (PEP 562), so that `storage-links validate`, which
 imports this package first, does not pay for pathlib, logging or tomllib.
@@ -21,6 +22,7 @@ _SOURCES = {
     "ConflictError": "_errors",
     "ContractError": "_errors",
     "LockHeldError": "_errors",
+    "SettingsError": "_errors",
     "ShareError": "_errors",
     "StorageLinksError": "_errors",
     "ValidationError": "_errors",
@@ -33,6 +35,7 @@ _SOURCES = {
     "is_run_id": "_runtime",
     "run_id": "_runtime",
     "stop_on_signals": "_runtime",
+    "read_settings": "_settings",
     "lazy_exports": "_lazy",
 }
 
@@ -44,6 +47,7 @@ __all__ = [
     "Link",
     "LockHeldError",
     "Progress",
+    "SettingsError",
     "ShareError",
     "StorageLinksError",
     "ValidationError",
@@ -56,6 +60,7 @@ __all__ = [
     "links",
     "logs_dir",
     "project_root",
+    "read_settings",
     "run_id",
     "share_root",
     "stop_on_signals",
@@ -71,6 +76,7 @@ if TYPE_CHECKING:
         ConflictError,
         ContractError,
         LockHeldError,
+        SettingsError,
         ShareError,
         StorageLinksError,
         ValidationError,
@@ -86,3 +92,4 @@ if TYPE_CHECKING:
         run_id,
         stop_on_signals,
     )
+    from storage_links._settings import read_settings

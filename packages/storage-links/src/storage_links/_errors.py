@@ -69,6 +69,12 @@ class ValidationError(StorageLinksError):
         return self.problems
 
 
+class SettingsError(StorageLinksError):
+    """A stage's settings file cannot be read (the stage reports it as its own config error)."""
+
+    exit_code = 1
+
+
 class UsageError(StorageLinksError):
     """The command line itself is wrong (unknown command or option, missing value)."""
 
