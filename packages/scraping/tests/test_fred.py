@@ -298,6 +298,9 @@ OTHER_LAYOUTS = {
     ),
     "an element between observations": fred_layout(ROWS).replace('value="."/>', 'value="."/><note/>'),
     "no realtime attributes": fred_layout(ROWS).replace(' realtime_start="2026-11-23" realtime_end="2026-11-23"', ""),
+    "white space before />": fred_layout(ROWS).replace('"/>', '" />'),
+    "CRLF line ends": fred_layout(ROWS).replace("\n", "\r\n"),
+    "a tab for the indent": fred_layout(ROWS).replace("\n  <", "\n\t<"),
 }
 
 
@@ -310,18 +313,36 @@ def test_fred_layout_is_read_without_expat_and_as_expat_reads_it():
         assert fast is not None, rows
         assert [a.to_pylist() for a in fast] == [a.to_pylist() for a in _expat_observations("x", body)]
         assert fast[0].to_pylist() == [d for d, _ in rows] and fast[1].to_pylist() == [v for _, v in rows]
-    spaced = fred_layout(ROWS).replace('"/>', '" />').encode()  # white space before "/>" is still FRED's layout
-    assert _fred_layout_observations(spaced)[1].to_pylist() == ["1.5", ".", "-2.25"]
 
 
-@pytest.mark.parametrize("layout", [*OTHER_LAYOUTS, "a count the rows do not match", "truncated", "no observations"])
+# Not XML, though laid out as FRED's: expat reports each.
+BROKEN_LAYOUTS = {
+    "truncated": fred_layout(ROWS).encode()[:-30],
+    "a '<' in a value": fred_layout(ROWS).replace('value="1.5"', 'value="1<5"').encode(),
+    "not UTF-8": fred_layout(ROWS).replace("2026-11-23", "2026-11-\xe9").encode("latin-1"),
+    "text after the root": (fred_layout(ROWS) + "\nmore").encode(),
+}
+
+
+@pytest.mark.parametrize(
+    "layout", [*OTHER_LAYOUTS, *BROKEN_LAYOUTS, "a count the rows do not match", "no observations"]
+)
 def test_any_other_layout_is_left_to_expat(layout):
     from scraping._fred import _fred_layout_observations
 
-    bodies = {**OTHER_LAYOUTS, "a count the rows do not match": fred_layout(ROWS, count=4)}
-    bodies["truncated"] = fred_layout(ROWS)[:-30]
-    bodies["no observations"] = fred_layout([])  # expat reads those: nothing to gain
-    assert _fred_layout_observations(bodies[layout].encode()) is None
+    bodies = {name: body.encode() for name, body in OTHER_LAYOUTS.items()} | BROKEN_LAYOUTS
+    bodies["a count the rows do not match"] = fred_layout(ROWS, count=4).encode()
+    bodies["no observations"] = fred_layout([]).encode()  # expat reads those: nothing to gain
+    assert _fred_layout_observations(bodies[layout]) is None
+
+
+@pytest.mark.parametrize("layout", BROKEN_LAYOUTS)
+def test_expat_reports_what_is_not_xml(layout):
+    from scraping._errors import MalformedAnswer
+    from scraping._fred import _xml_observations
+
+    with pytest.raises(MalformedAnswer, match="invalid or truncated XML"):
+        _xml_observations("FRED observations GDP", BROKEN_LAYOUTS[layout])
 
 
 @pytest.mark.parametrize("layout", OTHER_LAYOUTS)
@@ -407,6 +428,7 @@ MALFORMED_METADATA = [
     ("json", b'{"seriess": ["GDP"]}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
     ("json", b'{"seriess": [[]]}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
     ("json", b'{"seriess": []}', "FRED series CPIAUCSL: JSON answer has no 'seriess' entry"),
+    ("xml", b'<?xml version="1.0" encoding="utf-8"?><seriess/>', "FRED series CPIAUCSL: the answer lists no series"),
     ("xml", b'<?xml version="1.0" encoding="x-bogus"?><seriess/>', "FRED series CPIAUCSL: invalid or truncated XML"),
     ("xml", b'<?xml version="1.0" encoding="shift_jis"?><seriess/>', "FRED series CPIAUCSL: invalid or truncated"),
 ]

@@ -3,7 +3,7 @@
 fredapi fetches with urllib (no timeout) and turns every HTTP error into a bare ValueError,
 so the subclass below replaces its fetching method. Its observation parsing (an ElementTree,
 then a Python loop per row) is replaced too: on long series it was most of the stage's CPU
-time. _xml_observations reads FRED's layout with pyarrow's string kernels (expat reads any
+time. _xml_observations reads FRED's layout with numpy on the raw bytes (expat reads any
 other), and _columns converts whole columns.
 FRED's JSON form (file_type=json) is the alternative wire format (`fred.format = "json"`).
 """
@@ -14,7 +14,7 @@ import json
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from urllib.parse import parse_qs
 from xml.parsers import expat
 
@@ -33,13 +33,11 @@ from scraping._http import Fetcher
 # FRED's frequency_short -> the pandas-style code in the manifest. FRED's plain "Daily" series are
 # business-daily (no weekend observations); "Daily, 7-Day" ones are calendar-daily.
 _FREQUENCIES = {"D": "B", "W": "W", "M": "M", "Q": "Q", "A": "A"}
-# FRED's XML observation, <observation realtime_start="…" realtime_end="…" date="…" value="…"/>,
-# after "<observation ", split on its quotes: these fields in this order.
-_OBSERVATION = "<observation "
-_FIELDS = (
-    *("realtime_start=", "realtime_start", "realtime_end=", "realtime_end", "date=", "date", "value=", "value"),
-    "end",  # "/>" and the white space up to the next observation
-)
+# FRED's XML observation line, `  <observation realtime_start="…" realtime_end="…" date="…" value="…"/>`:
+# its 4 quoted values (8 quotes) and the text around them, each piece with the quotes it touches.
+_LINE_START = b'\n  <observation realtime_start="'
+_BETWEEN_VALUES = (b'" realtime_end="', b'" date="', b'" value="')
+_LINE_END = b'"/>'
 # What expat (under ElementTree too) raises for a document it cannot read: besides its own errors,
 # LookupError for an unknown declared encoding and ValueError for a multi-byte one (shift_jis).
 _XML_ERRORS = (expat.ExpatError, ET.ParseError, LookupError, ValueError)
@@ -76,10 +74,7 @@ class FredSource:
             if not isinstance(attrs, dict):
                 raise MalformedAnswer(f"{what}: JSON answer has no 'seriess' entry")
         else:
-            try:
-                attrs = dict(self._fred.get_series_info(series_id))
-            except ValueError as exc:  # fredapi's "No info exists for series id"
-                raise MalformedAnswer(f"FRED series {series_id}: {exc}") from None
+            attrs = self._fred.series_attributes(series_id)
         return _meta(series_id, attrs)
 
     def fetch_observations(self, series_id: str, start: date | None) -> bytes:
@@ -120,6 +115,14 @@ class _FredOverFetcher(Fred):
             return ET.fromstring(body)
         except _XML_ERRORS as exc:
             raise MalformedAnswer(f"{what}: invalid or truncated XML ({exc})") from None
+
+    def series_attributes(self, series_id: str) -> dict[str, str]:
+        """fredapi's get_series_info as a dict: its request and its reading, without the pandas Series
+        it builds (a millisecond a series, more than the rest of the answer's handling)."""
+        root = self._Fred__fetch_data(f"{self.root_url}/series?series_id={series_id}")
+        if not len(root):
+            raise MalformedAnswer(f"FRED series {series_id}: the answer lists no series")
+        return dict(root[0].attrib)
 
     def observations_body(self, series_id: str, start: date | None) -> bytes:
         """fredapi's get_series request (its parsing is _xml_observations)."""
@@ -167,38 +170,63 @@ def _xml_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
 def _fred_layout_observations(body: bytes) -> tuple[pa.Array, pa.Array] | None:
     """The observations of an answer laid out exactly as FRED writes it, or None for any other.
 
-    Split on "<observation " and then on quotes by pyarrow, whose kernels run outside the GIL and
-    are called a fixed number of times per answer, so the fetch thread's HTTP handling is not held
-    up (expat's callback per observation held the GIL for most of the parse). What it accepts is
-    checked: the root's own count attribute (read by expat), every observation's 9 quote-separated
-    fields with " date=" and " value=" in their places and only "/>" and white space after them,
-    and the document's end. Anything else, entity references included, returns None and is left
-    to expat, which reads every valid form and reports the invalid ones.
+    FRED writes one observation a line, always in one form (_LINE_START...). numpy finds the quotes
+    (8 a line), checks the text between them against that form, and the dates and values are cut
+    from between theirs: a fixed number of array operations per answer, none per observation, so
+    a long answer costs little and takes few turns with the fetch thread for the GIL. What it
+    accepts is checked: UTF-8, the root's own count attribute (read by expat) matching the lines,
+    every piece of text between the values, no markup but the lines' own, and the document's end.
+    Anything else, entity references included, returns None and is left to expat, which reads
+    every valid form and reports the invalid ones.
     """
-    if b"&" in body:
+    first = body.find(_LINE_START)
+    if b"&" in body or first < 0 or not _is_utf8(body):
         return None
+    count = _declared_count(body[:first].decode())
+    if not count:
+        return None
+    raw = np.frombuffer(body, np.uint8)
+    quotes = np.flatnonzero(raw[first:] == ord('"')) + first
+    if len(quotes) != 8 * count or not re.fullmatch(_LINE_END + rb"\n</observations>\s*", body[quotes[-1] :]):
+        return None
+    quotes = quotes.reshape(count, 8)
+    # Each piece of fixed text: where it starts (a quote, or the line break before the first line),
+    # the text, and the quote it ends with.
+    pieces = [(np.array([first]), _LINE_START, quotes[:1, 0])]
+    pieces += [(quotes[:, i], text, quotes[:, i + 1]) for i, text in zip((1, 3, 5), _BETWEEN_VALUES, strict=True)]
+    pieces.append((quotes[:-1, 7], _LINE_END + _LINE_START, quotes[1:, 0]))
+    for starts, text, ends in pieces:
+        if len(starts) and not ((ends - starts == len(text) - 1).all() and _all_equal(raw, starts, text)):
+            return None
+    if np.count_nonzero(raw[first:] == ord("<")) != count + 1:  # one a line, one closing the root
+        return None
+    return _cut(body, quotes[:, 4] + 1, quotes[:, 5]), _cut(body, quotes[:, 6] + 1, quotes[:, 7])
+
+
+def _is_utf8(body: bytes) -> bool:
+    """Whether `body` is UTF-8, checked by pyarrow in place (no copy)."""
+    offsets = pa.py_buffer(np.array([0, len(body)], np.int32))
     try:
-        text = pa.array([body], pa.binary()).cast(pa.string())
-    except pa.ArrowInvalid:  # not UTF-8: expat says what it is
-        return None
-    parts = pc.split_pattern(text, _OBSERVATION).flatten()
-    rows = parts.slice(1)
-    if not len(rows) or _declared_count(parts[0].as_py()) != len(rows):
-        return None
-    fields = pc.split_pattern(rows, '"')
-    if pc.count_distinct(pc.list_value_length(fields)).as_py() != 1 or len(fields[0]) != len(_FIELDS):
-        return None
-    flat = fields.flatten()  # the observations' fields one after another, len(_FIELDS) each
-    starts = np.arange(0, len(flat), len(_FIELDS))
-    ends = pc.utf8_trim_whitespace(flat.take(starts + _FIELDS.index("end")))
-    if not (
-        pc.all(pc.equal(flat.take(starts + _FIELDS.index("date=")), " date=")).as_py()
-        and pc.all(pc.equal(flat.take(starts + _FIELDS.index("value=")), " value=")).as_py()
-        and pc.all(pc.equal(ends.slice(0, len(ends) - 1), "/>")).as_py() is not False
-        and re.fullmatch(r"/>\s*</observations>", ends[-1].as_py())
-    ):
-        return None
-    return flat.take(starts + _FIELDS.index("date")), flat.take(starts + _FIELDS.index("value"))
+        pa.StringArray.from_buffers(1, offsets, pa.py_buffer(body)).validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def _all_equal(raw: np.ndarray, starts: np.ndarray, text: bytes) -> bool:
+    """Whether raw[s : s + len(text)] == text for every s in `starts`."""
+    # Every window of len(text) bytes, a view of raw (sliding_window_view's checks cost more than the compare).
+    windows = np.ndarray((len(raw) - len(text) + 1, len(text)), np.uint8, raw, 0, (1, 1))
+    return bool((windows[starts] == np.frombuffer(text, np.uint8)).all())
+
+
+def _cut(body: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """body[starts[i]:ends[i]] for each i, as one string array (the body is known to be UTF-8)."""
+    lengths = ends - starts
+    offsets = np.zeros(len(starts) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    picked = np.frombuffer(body, np.uint8)[np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)]
+    return pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(picked))
 
 
 def _declared_count(head: str) -> int | None:
@@ -304,6 +332,6 @@ def _iso_timestamp(value: object) -> str | None:
     if not value:
         return None
     try:
-        return pd.Timestamp(str(value)).isoformat()
+        return datetime.fromisoformat(str(value)).isoformat()
     except ValueError:
         return str(value)
