@@ -145,7 +145,7 @@ def best_of_3(step: Callable[[], object]) -> float:
 def parts_alone(base: Path, ids: list[str], urls: list[str], config_path: Path) -> dict[str, float]:
     """Seconds for each part of the stage's work on its own, with nothing else running (best of 3):
     the stage's fetching (its Fetcher and FredSource, one request after another, the same requests),
-    its reader turning the observations answers into columns, and its store writing the frames
+    its reader turning the observations answers into columns, and its store writing the tables
     into a fresh scraped_data/; the bare client's run beside them for scale."""
     config = load_config(config_path)
     fetcher = Fetcher(config.http)  # as the stage's run makes it: part of the fetching
@@ -161,7 +161,7 @@ def parts_alone(base: Path, ids: list[str], urls: list[str], config_path: Path) 
                     fetching.fetch_observations(series_id, None)
 
         parsed = [source.parse_observations(series_id, body) for series_id, body in zip(ids, bodies, strict=True)]
-        frames = [normalise(frame, ["value"]) for frame in parsed]
+        tables = [normalise(table, ["value"]) for table in parsed]
         seconds = {
             "bare httpx": best_of_3(lambda: bare_httpx(urls)),
             "fetch": best_of_3(fetch),
@@ -172,8 +172,8 @@ def parts_alone(base: Path, ids: list[str], urls: list[str], config_path: Path) 
 
     def store() -> None:
         into = Store(Path(tempfile.mkdtemp(dir=base)))
-        for series_id, frame in zip(ids, frames, strict=True):
-            into.put(f"fred/{series_id}", frame, {"source": "fred", "id": series_id}, origin="network")
+        for series_id, table in zip(ids, tables, strict=True):
+            into.put(f"fred/{series_id}", table, {"source": "fred", "id": series_id}, origin="network")
         into.save_manifest()  # waits for the writes in flight
 
     seconds["store"] = best_of_3(store)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from fake_servers import monthly
 from scraping._cli import EXIT_CONFIG, EXIT_SERIES_FAILED, main
-from scraping._store import normalise, to_parquet_bytes
+from scraping._store import from_frame, normalise, to_parquet_bytes
 from statsmodels.datasets import macrodata
 from support import manifest, snapshot, stored, write_config
 
@@ -66,14 +68,34 @@ def test_prod_profile_without_key_is_an_error_not_a_fallback(project, monkeypatc
 
 
 def test_parquet_bytes_depend_only_on_the_data():
-    frame = normalise(
-        pd.DataFrame({"date": pd.to_datetime(["2020-02-01", "2020-01-01", "2020-02-01"]), "value": [2, 1, 3]}),
-        ["value"],
-    )
+    frame = pd.DataFrame({"date": pd.to_datetime(["2020-02-01", "2020-01-01", "2020-02-01"]), "value": [2, 1, 3]})
+    table = from_frame(frame, ["value"])
 
-    assert list(frame["value"]) == [1.0, 3.0] and frame["value"].dtype == "float64"  # sorted, later duplicate wins
-    assert to_parquet_bytes(frame) == to_parquet_bytes(frame.copy())
-    assert to_parquet_bytes(frame) != to_parquet_bytes(frame.assign(value=[1.0, 4.0]))
+    assert table.column("value").to_pylist() == [1.0, 3.0]  # sorted, the later duplicate wins
+    assert table.schema == pa.schema([("date", pa.timestamp("ns")), ("value", pa.float64())])
+    # However the same rows were put together (pandas, in two chunks, in other types), the same bytes.
+    chunked = pa.concat_tables([table.slice(0, 1), table.slice(1)])
+    as_read = pa.table(
+        {"value": pa.array([1, 3], pa.int64()), "date": pa.array(["2020-01-01", "2020-02-01"]).cast(pa.date32())}
+    )
+    for same in (
+        from_frame(frame.iloc[[1, 2]], ["value"]),
+        normalise(chunked, ["value"]),
+        normalise(as_read, ["value"]),
+    ):
+        assert to_parquet_bytes(same) == to_parquet_bytes(table)
+    changed = pa.table({"date": table.column("date"), "value": [1.0, 4.0]})
+    assert to_parquet_bytes(normalise(changed, ["value"])) != to_parquet_bytes(table)
+
+
+def test_normalise_keeps_nan_and_drops_rows_without_a_date():
+    days = pa.array([None, "2020-03-01", "2020-01-01", "2020-03-01"]).cast(pa.date32()).cast(pa.timestamp("ns"))
+    table = normalise(pa.table({"date": days, "value": [9.0, float("nan"), 1.0, 2.0]}), ["value"])
+
+    assert [d.isoformat()[:10] for d in table.column("date").to_pylist()] == ["2020-01-01", "2020-03-01"]
+    assert table.column("value").to_pylist() == [1.0, 2.0] and table.column("value").null_count == 0
+    with_nan = normalise(pa.table({"date": days.slice(1, 2), "value": [float("nan"), 1.0]}), ["value"])
+    assert with_nan.column("value").null_count == 0 and math.isnan(with_nan.column("value")[1].as_py())
 
 
 def test_offline_rerun_reloads_the_bundled_data_when_a_file_or_the_statsmodels_release_changed(project, capsys):

@@ -20,7 +20,6 @@ from xml.parsers import expat
 
 import httpx
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
@@ -84,8 +83,8 @@ class FredSource:
             return self._json_get("series/observations", series_id, params)
         return self._fred.observations_body(series_id, start)
 
-    def parse_observations(self, series_id: str, body: bytes) -> pd.DataFrame:
-        """`date` (datetime64[ns]) and `value` (float64, NaN for FRED's ".") from an observations answer."""
+    def parse_observations(self, series_id: str, body: bytes) -> pa.Table:
+        """`date` (timestamp[ns]) and `value` (float64, NaN for FRED's ".") from an observations answer."""
         what = _what("series/observations", series_id)
         if self._settings.format == "json":
             dates, values = _json_observations(what, body)
@@ -275,7 +274,7 @@ def _json_object(what: str, body: bytes) -> dict:
     return payload
 
 
-def _columns(what: str, day: pa.Array, raw: pa.Array) -> pd.DataFrame:
+def _columns(what: str, day: pa.Array, raw: pa.Array) -> pa.Table:
     """FRED's date and value strings as the stored columns, each converted whole by pyarrow.
 
     Dates must be ISO (YYYY-MM-DD) and within datetime64[ns]; a value is FRED's "." (missing: NaN)
@@ -291,7 +290,7 @@ def _columns(what: str, day: pa.Array, raw: pa.Array) -> pd.DataFrame:
         value = pc.if_else(pc.equal(raw, Fred.nan_char), "nan", raw).cast(pa.float64())
     except pa.ArrowInvalid as exc:
         raise MalformedAnswer(f"{what}: a value is not a number ({exc})") from None
-    return pd.DataFrame({"date": day.to_numpy(), "value": value.to_numpy()})
+    return pa.table({"date": day, "value": value})
 
 
 def _what(path: str, series_id: str) -> str:

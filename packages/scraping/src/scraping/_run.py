@@ -23,11 +23,12 @@ from storage_links import data_dir
 from scraping import _bundled
 from scraping._config import Config
 from scraping._errors import ConfigError, LayoutChanged, SourceError
-from scraping._store import Store, StoredSeries, content_hash, normalise, to_parquet_bytes
+from scraping._store import Store, StoredSeries, content_hash, from_frame, normalise, to_parquet_bytes
 
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
+    import pyarrow as pa
 
     from scraping._fred import FredSource
     from scraping._html_table import TableSource
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 # nothing new (what a second `make run` does on a fresh machine) then starts in a fraction of a second.
 
 log = logging.getLogger(__name__)
-# Memory that the series fetched ahead of the parsing may hold (their answers and stored frames).
+# Memory that the series fetched ahead of the parsing may hold (their answers and stored tables).
 # Counted in bytes, not series, because series differ a hundredfold in size (FRED's longest daily
 # answers are ~2 MB): the fetch thread runs ahead as far as this allows and, against a fast server,
 # is done before the parsing is, instead of taking turns with it for the GIL.
@@ -206,7 +207,7 @@ class _FredAnswer:
     @cached_property  # read when the answer is held and again when it is released
     def size(self) -> int:
         """Bytes it holds in memory."""
-        stored = int(self.stored.frame.memory_usage(index=False).sum()) if self.stored is not None else 0
+        stored = self.stored.table.nbytes if self.stored is not None else 0
         return stored + len(self.body or b"")
 
 
@@ -320,12 +321,12 @@ def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[
         store.update_meta(key, answer.entry)
         return SeriesResult(key, "unchanged")
     fresh = normalise(fred.parse_observations(series_id, answer.body), ["value"])
-    old = normalise(answer.stored.frame, ["value"]) if answer.stored is not None else None
-    whole = old is not None and _revised(old, fresh[:1], ["value"]) > 0
+    old = normalise(answer.stored.table, ["value"]) if answer.stored is not None else None
+    whole = old is not None and _revised(old, fresh.slice(0, 1), ["value"]) > 0
     if whole:
         log.info("%s: revised from the start of the look-back window on; fetching the whole series", key)
         fresh = fred.parse_observations(series_id, fred.fetch_observations(series_id, None))
-    if (old is None or whole) and fresh.empty:
+    if (old is None or whole) and not fresh.num_rows:
         raise SourceError(f"FRED observations {series_id}: the series has no observations")
     return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"], whole=whole)
 
@@ -333,13 +334,14 @@ def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[
 def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> SeriesResult:
     """An HTML table: its monthly pages from the last stored month on (or the backfill), or its one page."""
     import pandas as pd
+    import pyarrow.compute as pc
 
     from scraping._html_table import fetch_page, months_to_fetch
 
     stored = store.read(source.key)
     today = datetime.now(UTC).date()
     if source.spec.monthly:
-        last = stored.frame["date"].max().date() if stored is not None else None
+        last = pc.max(stored.table.column("date")).as_py().date() if stored is not None else None
         months = months_to_fetch(last, today, source.backfill_months, weekdays_only=source.meta["frequency"] == "B")
         if not months:  # the last stored day ends its month, and the next month has not begun here
             store.update_meta(source.key, dict(source.meta))
@@ -349,22 +351,24 @@ def _table_source(store: Store, fetcher: Fetcher, source: TableSource) -> Series
     pages = [fetch_page(fetcher, source, month) for month in months]
     for month, page in zip(months, pages, strict=True):
         _check_not_emptied(source, stored, month, page)
-    fresh = pd.concat(pages, ignore_index=True)
-    if stored is None and fresh.empty:
+    columns = [c.name for c in source.spec.columns]
+    fresh = from_frame(pd.concat(pages, ignore_index=True), columns)
+    if stored is None and not fresh.num_rows:
         span = f" in {months[0]:%Y-%m}..{months[-1]:%Y-%m}" if source.spec.monthly else ""
         raise SourceError(f"{source.spec.title}: no rows{span}")
-    columns = [c.name for c in source.spec.columns]
     return _merge_and_store(store, source.key, stored, fresh, dict(source.meta), columns)
 
 
 def _check_not_emptied(source: TableSource, stored: StoredSeries | None, month: date, page: pd.DataFrame) -> None:
     """A page with no rows where rows are stored (the month's, or any for a single page) means the
     site moved or changed the table, not that the data went away: the series fails, its file stays."""
+    import numpy as np
+
     if not page.empty or stored is None:
         return
-    dates = stored.frame["date"]
+    dates = stored.table.column("date").to_numpy()
     if source.spec.monthly:
-        held = int(((dates.dt.year == month.year) & (dates.dt.month == month.month)).sum())
+        held = int((dates.astype("datetime64[M]") == np.datetime64(f"{month:%Y-%m}", "M")).sum())
         what, span = f"{source.spec.title} {month:%Y-%m}", " for that month"
     else:
         held, what, span = len(dates), source.spec.title, ""
@@ -376,7 +380,7 @@ def _merge_and_store(
     store: Store,
     key: str,
     stored: StoredSeries | None,
-    fresh: pd.DataFrame,
+    fresh: pa.Table,
     meta: dict,
     columns: list[str],
     *,
@@ -384,37 +388,37 @@ def _merge_and_store(
 ) -> SeriesResult:
     """Union of stored and fresh rows, fresh values winning: a short or empty answer never drops stored rows.
     `whole`: fresh is the whole series and replaces what is stored."""
-    import pandas as pd
+    import pyarrow as pa
 
     fresh = normalise(fresh, columns)
-    old = normalise(stored.frame, columns) if stored is not None else None
-    merged = fresh if old is None or whole else normalise(pd.concat([old, fresh], ignore_index=True), columns)
+    old = normalise(stored.table, columns) if stored is not None else None
+    merged = fresh if old is None or whole else normalise(pa.concat_tables([old, fresh]), columns)
     if not store.put(key, merged, meta, origin="network"):
         return SeriesResult(key, "unchanged")
-    added = len(merged) - (len(old) if old is not None else 0)
+    added = merged.num_rows - (old.num_rows if old is not None else 0)
     return SeriesResult(key, "updated", added_rows=added, revised_rows=_revised(old, fresh, columns))
 
 
-def _revised(old: pd.DataFrame | None, fresh: pd.DataFrame, columns: list[str]) -> int:
+def _revised(old: pa.Table | None, fresh: pa.Table, columns: list[str]) -> int:
     """Rows present before whose values the fresh answer changed (NaN equals NaN)."""
     import numpy as np
 
     if old is None:
         return 0
-    both = old.merge(fresh, on="date", suffixes=("_old", "_new"))
-    before = both[[f"{c}_old" for c in columns]].to_numpy()
-    after = both[[f"{c}_new" for c in columns]].to_numpy()
+    both = old.join(fresh, "date", join_type="inner", left_suffix="_old", right_suffix="_new", use_threads=False)
+    before = np.column_stack([both.column(f"{c}_old").to_numpy() for c in columns])
+    after = np.column_stack([both.column(f"{c}_new").to_numpy() for c in columns])
     differs = ~((before == after) | (np.isnan(before) & np.isnan(after)))
     return int(differs.any(axis=1).sum())
 
 
 def _bundled_series(store: Store, key: str, frame: pd.DataFrame, meta: dict, dry_run: bool) -> SeriesResult:
-    frame = normalise(frame, ["value"])
+    table = from_frame(frame, ["value"])
     entry = store.entry(key)
     before = entry["rows"] if entry else 0
     if dry_run:
-        same = entry is not None and entry.get("content_hash") == content_hash(to_parquet_bytes(frame))
+        same = entry is not None and entry.get("content_hash") == content_hash(to_parquet_bytes(table))
         return SeriesResult(key, "planned", detail="leave it unchanged" if same else "store the bundled data")
-    if not store.put(key, frame, meta, origin="bundled"):
+    if not store.put(key, table, meta, origin="bundled"):
         return SeriesResult(key, "unchanged")
-    return SeriesResult(key, "updated", added_rows=len(frame) - before)
+    return SeriesResult(key, "updated", added_rows=table.num_rows - before)

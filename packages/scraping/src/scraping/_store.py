@@ -1,8 +1,12 @@
 """scraped_data/: one Parquet file per series and the manifest that describes them.
 
-Parquet bytes are a pure function of the data (same frame -> same bytes), so "unchanged"
+Parquet bytes are a pure function of the data (same table -> same bytes), so "unchanged"
 is a byte comparison and the manifest's content hash is stable across runs. A file is only
 written when its bytes differ, always atomically, and the manifest is written last.
+
+A series is held as a pyarrow Table, as it is read from and written to its file: a FRED answer
+is read into one and stored without pandas (whose per-frame overhead was most of the time a
+short series took); pandas sorts and merges only where rows need it.
 
 Each atomic write waits on two fsyncs (the file, then its directory): one after the other they
 cost more than fetching a series from a fast server, while concurrent ones share the file
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,8 +33,9 @@ from scraping._errors import StoreError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
-# pandas and pyarrow are imported by the functions that handle frames: checking what is stored
+# pandas and pyarrow are imported by the functions that handle tables: checking what is stored
 # (the manifest and file hashes) needs neither.
 
 log = logging.getLogger(__name__)
@@ -42,40 +46,49 @@ WRITERS = 8  # concurrent atomic writes: more than the 4 that already share one 
 
 @dataclass(frozen=True)
 class StoredSeries:
-    frame: pd.DataFrame
+    table: pa.Table
     entry: dict
 
 
-def normalise(frame: pd.DataFrame, value_columns: list[str]) -> pd.DataFrame:
-    """The file contract: `date` datetime64[ns], sorted and unique (the later row wins), float64 values."""
+def normalise(table: pa.Table, value_columns: list[str]) -> pa.Table:
+    """The file contract: `date` timestamp[ns], sorted and unique (the later row wins), float64 values."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
 
-    columns = ["date", *value_columns]
+    schema = pa.schema([("date", pa.timestamp("ns")), *((column, pa.float64()) for column in value_columns)])
+    table = table.select(schema.names)
+    if table.schema != schema:
+        table = table.cast(schema)
+    dates = table.column("date")
+    # Answers usually arrive sorted and unique (strictly increasing, which a null never is): that
+    # is checked on the raw dates, and pandas sorts and de-duplicates only the others.
+    if dates.null_count or not (np.diff(dates.to_numpy().view(np.int64)) > 0).all():
+        return from_frame(table.to_pandas(), value_columns)
+    # One chunk each: the same rows give the same Parquet bytes however the table was put together.
+    return pa.Table.from_arrays([column.combine_chunks() for column in table.columns], schema=schema)
+
+
+def from_frame(frame: pd.DataFrame, value_columns: list[str]) -> pa.Table:
+    """A pandas frame's `date` and `value_columns` as a normalised table (see normalise)."""
+    import numpy as np
+    import pyarrow as pa
+
     dtypes = {"date": np.dtype("datetime64[ns]"), **dict.fromkeys(value_columns, np.dtype("float64"))}
-    if list(frame.columns) != columns:
-        frame = frame[columns]
-    if frame.dtypes.to_dict() != dtypes:
-        frame = frame.astype(dtypes)
+    frame = frame[list(dtypes)].astype(dtypes)
     dates = frame["date"].to_numpy()
-    # Answers usually arrive sorted and unique (strictly increasing, which NaT never is): that is
-    # checked on the raw array, and the sort and de-duplication are then skipped.
-    if len(dates) and (np.isnat(dates[0]) or not (dates[1:] > dates[:-1]).all()):
+    if len(dates) and (np.isnat(dates).any() or not (dates[1:] > dates[:-1]).all()):
         frame = frame.dropna(subset=["date"]).drop_duplicates("date", keep="last").sort_values("date")
-    if not (isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0 and frame.index.step == 1):
-        frame = frame.reset_index(drop=True)
-    return frame
+    # From numpy, not pandas: no pandas metadata in the file, and NaN stays NaN (from_pandas makes it null).
+    return pa.table({column: frame[column].to_numpy() for column in dtypes})
 
 
-def to_parquet_bytes(frame: pd.DataFrame) -> bytes:
+def to_parquet_bytes(table: pa.Table) -> bytes:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    # Built from the columns directly: no pandas metadata in the file, and quicker than from_pandas.
-    table = pa.table({column: frame[column].to_numpy() for column in frame.columns})
-    sink = io.BytesIO()
+    sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression="snappy")
-    return sink.getvalue()
+    return sink.getvalue().to_pybytes()
 
 
 def content_hash(data: bytes) -> str:
@@ -123,7 +136,7 @@ class Store:
         self._removed.append(self._series.pop(key)["file"])
 
     def read(self, key: str) -> StoredSeries | None:
-        """The stored frame if its file is there and matches the manifest's hash; else None (refetch all)."""
+        """The stored table if its file is there and matches the manifest's hash; else None (refetch all)."""
         entry = self._series.get(key)
         if entry is None:
             return None
@@ -138,9 +151,10 @@ class Store:
         if content_hash(data) != entry.get("content_hash"):
             log.warning("%s: %s does not match the manifest's hash; fetching it in full", key, path.name)
             return None
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-        return StoredSeries(pd.read_parquet(io.BytesIO(data)), entry)
+        return StoredSeries(pq.read_table(pa.BufferReader(data)), entry)
 
     def is_current(self, key: str, **expected: str) -> bool:
         """The entry exists with these field values and its file still has the recorded hash."""
@@ -152,25 +166,27 @@ class Store:
         except OSError:
             return False
 
-    def put(self, key: str, frame: pd.DataFrame, meta: dict, *, origin: str) -> bool:
-        """Store `frame` (already normalised) under `key`; True when the file's bytes change.
+    def put(self, key: str, table: pa.Table, meta: dict, *, origin: str) -> bool:
+        """Store `table` (normalised) under `key`; True when the file's bytes change.
 
         A changed file is written in the background: `landed(key)` tells when it is in place.
         """
-        data = to_parquet_bytes(frame)
+        import numpy as np
+
+        data = to_parquet_bytes(table)
         digest = content_hash(data)
         rel = f"{key}.parquet"
         path = self.root / rel
         previous = self._series.get(key)
         unchanged = previous is not None and previous.get("content_hash") == digest and _same_bytes(path, data)
-        columns = [c for c in frame.columns if c != "date"]
+        first, last = np.datetime_as_string(table.column("date").to_numpy()[[0, -1]], unit="D")
         entry = {
             **meta,
             "file": rel,
-            "columns": columns,
-            "first_observation": frame["date"].iloc[0].strftime("%Y-%m-%d"),
-            "last_observation": frame["date"].iloc[-1].strftime("%Y-%m-%d"),
-            "rows": len(frame),
+            "columns": table.column_names[1:],
+            "first_observation": str(first),
+            "last_observation": str(last),
+            "rows": table.num_rows,
             "content_hash": digest,
             "fetched_at": previous["fetched_at"] if unchanged else datetime.now(UTC).isoformat(timespec="seconds"),
             "origin": origin,
