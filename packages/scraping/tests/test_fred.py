@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 import shutil
 import socket
 import threading
@@ -640,3 +641,31 @@ def test_retry_after_as_an_http_date_through_an_injected_transport(tmp_path, pro
 
     assert report.results[0].describe() == "updated (+24 rows)" and report.requests == 3
     assert len(real.requests) == 2
+
+
+def test_the_fast_reader_never_reads_what_expat_would_not():
+    """Single-byte damage anywhere in an answer in FRED's layout (changed, inserted or deleted): the
+    fast reader declines it or reads exactly what expat reads; it never accepts what expat rejects."""
+    from scraping._errors import MalformedAnswer
+    from scraping._fred import _expat_observations, _fred_layout_observations
+
+    body = fred_layout([("2020-01-01", "1.5"), ("2020-02-01", "."), ("2020-03-01", "-2.25"), ("2020-04-01", "3")])
+    body = body.encode()
+    randomly = random.Random(4)
+    bytes_ = [b'"', b"<", b">", b"&", b" ", b"\n", b"\t", b"x", b"0", b"-", b".", b"=", b"/", b"\xff", b"\xc3"]
+    read = 0
+    for _ in range(1500):
+        at = randomly.randrange(len(body))
+        how = randomly.choice(("change", "insert", "delete"))
+        new = b"" if how == "delete" else randomly.choice(bytes_)
+        damaged = body[:at] + new + body[at + (how != "insert") :]
+        fast = _fred_layout_observations(damaged)
+        if fast is None:
+            continue
+        read += 1
+        try:
+            slow = _expat_observations("x", damaged)
+        except MalformedAnswer:
+            pytest.fail(f"fast reader accepted what expat rejects: {how} {new!r} at {at}")
+        assert [a.to_pylist() for a in fast] == [a.to_pylist() for a in slow], (how, new, at)
+    assert 0 < read < 1500  # some damage (a digit in a value, say) is still FRED's layout

@@ -174,14 +174,15 @@ def _fred_layout_observations(body: bytes) -> tuple[pa.Array, pa.Array] | None:
     from between theirs: a fixed number of array operations per answer, none per observation, so
     a long answer costs little and takes few turns with the fetch thread for the GIL. What it
     accepts is checked: UTF-8, the root's own count attribute (read by expat) matching the lines,
-    every piece of text between the values, no markup but the lines' own, and the document's end.
+    every piece of text between the values, no markup or control bytes but the lines' own, and the
+    document's end.
     Anything else, entity references included, returns None and is left to expat, which reads
     every valid form and reports the invalid ones.
     """
     first = body.find(_LINE_START)
     if b"&" in body or first < 0 or not _is_utf8(body):
         return None
-    count = _declared_count(body[:first].decode())
+    count = _declared_count(body[:first])
     if not count:
         return None
     raw = np.frombuffer(body, np.uint8)
@@ -197,7 +198,10 @@ def _fred_layout_observations(body: bytes) -> tuple[pa.Array, pa.Array] | None:
     for starts, text, ends in pieces:
         if len(starts) and not ((ends - starts == len(text) - 1).all() and _all_equal(raw, starts, text)):
             return None
-    if np.count_nonzero(raw[first:] == ord("<")) != count + 1:  # one a line, one closing the root
+    # Markup and control bytes only where the lines' own text has them (a '\n' and a '<' each): in a
+    # value, '<' or a control byte makes the XML invalid, and expat reads a tab or line break as a space.
+    lines = raw[first : quotes[-1, -1]]
+    if np.count_nonzero((lines < ord(" ")) | (lines == ord("<"))) != 2 * count:
         return None
     return _cut(body, quotes[:, 4] + 1, quotes[:, 5]), _cut(body, quotes[:, 6] + 1, quotes[:, 7])
 
@@ -228,8 +232,11 @@ def _cut(body: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(picked))
 
 
-def _declared_count(head: str) -> int | None:
-    """The count attribute of the <observations> root that `head` opens, or None."""
+def _declared_count(head: bytes) -> int | None:
+    """The count attribute of the <observations> root that `head` opens, or None.
+
+    Read as bytes, so that expat honours (or refuses) the encoding the XML declaration names.
+    """
     count: list[str | None] = []
 
     def root(name: str, attrs: dict[str, str]) -> None:
@@ -239,7 +246,7 @@ def _declared_count(head: str) -> int | None:
     parser = expat.ParserCreate()
     parser.StartElementHandler = root
     try:
-        parser.Parse(head + "</observations>", True)
+        parser.Parse(head + b"</observations>", True)
     except _XML_ERRORS:
         return None
     return int(count[0]) if count and count[0] and count[0].isdigit() else None
