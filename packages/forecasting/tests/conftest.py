@@ -77,6 +77,7 @@ def write_predictions(
     without_backtests: tuple[str, ...] = (),
     interval_scale: float = 1.0,
     labels: dict[str, dict[str, str]] | None = LABELS,
+    models: tuple[str, ...] = MODELS,
 ) -> Path:
     """Write predictions/<run>/ like modelling does: the Parquet files, then run.json, then LATEST.
 
@@ -85,6 +86,7 @@ def write_predictions(
     without_backtests from backtests.parquet only (a series too short to backtest).
     interval_scale multiplies every interval's half-width (below 1: intervals too narrow for the errors).
     labels=None leaves them out of run.json, as runs made before modelling recorded them.
+    models: the models the run holds (some of MODELS).
     """
     series = series or {"GDP": "QS", "UNRATE": "MS", "CPI": "MS"}
     rng = np.random.default_rng(seed)
@@ -103,7 +105,7 @@ def write_predictions(
         # combination can beat it); on the rest the errors are independent and alike (combinations win).
         noise = dict(zip(MODELS, (0.5, 1.0, 1.2, 3.0) if k == 0 else (1.0, 1.1, 1.2, 2.5), strict=True))
         bias = {model: 0.0 if k or model == "auto_sarima" else 4.0 for model in MODELS}
-        for model in MODELS:
+        for model in models:
             if name not in without_forecasts:
                 centre = y[n - 1] + 0.3 * np.arange(1, h + 1) + bias[model]
                 forecasts.append(_model_rows(name, model, centre, dates[n:], noise[model], rng, interval_scale))

@@ -16,6 +16,7 @@ import pytest
 from forecasting import _cli as forecasting_cli
 from forecasting import load_settings
 from forecasting._cli import main
+from forecasting._config import default_config_path
 from forecasting._errors import InputError
 from PIL import Image
 from storage_links import data_dir
@@ -374,6 +375,18 @@ def test_floor_naming_no_model_of_the_predictions_is_a_config_error(
         "(models in predictions run p1: auto_sarima, ets, seasonal_naive, theta)\n"
     )
     assert not output_root().exists() or not any(output_root().iterdir())
+
+
+def test_a_packaged_floor_the_models_lack_says_how_to_give_another(make_predictions, monkeypatch, capsys):
+    make_predictions("p1", models=("auto_sarima", "theta"))  # modelling told to fit these two only
+
+    assert run_cli(monkeypatch, "r1") == 3
+
+    assert capsys.readouterr().err == (
+        f"forecasting: error: {default_config_path()}: select.floor: unknown model 'seasonal_naive' "
+        "(models in predictions run p1: auto_sarima, theta); "
+        "set FORECASTING_CONFIG to a copy whose select.floor names one of them, or []\n"
+    )
 
 
 def test_an_empty_floor_is_accepted_and_combines_the_benchmark_too(make_predictions, monkeypatch, tmp_path):

@@ -130,9 +130,12 @@ def check_floor(settings: Settings, models: Iterable[str], run: str) -> None:
     known = sorted(set(models))
     for name in settings.select.floor:
         if known and name not in known:  # a run with no models is refused as such when it is built
+            # The packaged file is not the user's to edit: say how to give the stage another one.
+            packaged = settings.source == default_config_path()
+            hint = f"; set {CONFIG_ENV} to a copy whose select.floor names one of them, or []" if packaged else ""
             raise ConfigError(
                 f"{settings.source}: select.floor: unknown model {name!r} "
-                f"(models in predictions run {run}: {', '.join(known)})"
+                f"(models in predictions run {run}: {', '.join(known)}){hint}"
             )
 
 
