@@ -97,6 +97,13 @@ def test_share_root_defaults_to_local_fileshare(env, monkeypatch):
     assert share_root() == env.root / "local_fileshare"  # whether or not /mnt/fileshare exists here
 
 
+def test_a_relative_share_root_is_taken_from_the_project_root(env, monkeypatch, tmp_path):
+    monkeypatch.setenv("FILESHARE_ROOT", "../shares/./pipeline")
+    for cwd in (env.root, env.root / "packages", tmp_path):
+        monkeypatch.chdir(cwd)
+        assert share_root() == env.root.parent / "shares" / "pipeline"
+
+
 def test_cache_sees_an_edited_contract_and_a_new_member(env):
     assert len(links()) == 3
     assert list((Path(os.environ["XDG_CACHE_HOME"]) / "storage-links").glob("contracts-*.marshal"))

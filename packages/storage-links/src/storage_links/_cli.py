@@ -38,7 +38,7 @@ commands:
 options:
   --root PATH    project root (default: PIPELINE_ROOT, else the installed workspace)
   --share PATH   share root (default: FILESHARE_ROOT, which the image sets to
-                 /mnt/fileshare, else <root>/local_fileshare)
+                 /mnt/fileshare, a relative one from <root>; else <root>/local_fileshare)
   --json         print one JSON document on stdout, for success and errors alike
   -h, --help     show this help
 

@@ -36,7 +36,8 @@ def project_root() -> Path:
 
 
 def share_root(root: Path | None = None) -> Path:
-    """FILESHARE_ROOT if set (the image sets /mnt/fileshare), else <project>/local_fileshare."""
+    """FILESHARE_ROOT if set (the image sets /mnt/fileshare; a relative one is from the project root),
+    else <project>/local_fileshare."""
     return Path(find_share(str(root) if root else None))
 
 

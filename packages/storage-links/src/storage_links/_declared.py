@@ -44,12 +44,14 @@ def find_root() -> str:
 def find_share(root: str | None = None) -> str:
     """FILESHARE_ROOT if set (the image sets /mnt/fileshare), else <project>/local_fileshare.
 
+    A relative FILESHARE_ROOT is taken from the project root, not the current directory: a stage
+    started from a package's folder must find the same share as one started by make.
     Never a share found lying about: a checkout on a machine where /mnt/fileshare is mounted (the
     production share, for a look) would otherwise move its data onto it."""
     env = os.environ.get("FILESHARE_ROOT")
-    if env:
-        return os.path.abspath(env)
-    return os.path.join(root or find_root(), LOCAL_SHARE_NAME)
+    if env and os.path.isabs(env):
+        return os.path.normpath(env)
+    return os.path.abspath(os.path.join(root or find_root(), env or LOCAL_SHARE_NAME))
 
 
 def declared_links(root: str) -> list[Declared]:
