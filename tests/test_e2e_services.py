@@ -25,6 +25,7 @@ from tests._services import (
     fred_ids,
     needs_modelling,
     quick_modelling,
+    quick_scraping,
     scraping_env,
 )
 from tests._smb import SmbShare, fresh_dir
@@ -57,8 +58,10 @@ class Pipeline:
 def pipeline(smb_server: SmbShare, azurite: str, tmp_path_factory: pytest.TempPathFactory) -> Pipeline:  # noqa: F811
     share = fresh_dir(smb_server.root, "e2e-services")
     root = make_project(tmp_path_factory.mktemp("e2e") / "root")
-    # The models are not what this run is about (tests/test_pipeline.py runs the packaged settings).
-    quick = quick_modelling(tmp_path_factory.mktemp("settings"))
+    # Neither the models nor politeness are what this run is about (tests/test_pipeline.py runs the
+    # packaged modelling settings; packages/scraping tests the rate limiter and the backfill).
+    settings = tmp_path_factory.mktemp("settings")
+    quick = quick_modelling(settings) | quick_scraping(settings)
     with fake_fred() as server:
         result = make_run(root, share, **scraping_env(server.url), **azure_env(azurite, CONTAINER), **quick)
         requested = {r.params.get("series_id", "") for r in server.requests_to("/fred/series")}
