@@ -35,6 +35,7 @@ from tests._services import (
     hashes,
     leftovers,
     make_env,
+    modelling_settings,
     needs_modelling,
     one_line_error,
     quick_modelling,
@@ -243,7 +244,9 @@ def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
 def test_blob_service_down_fails_the_upload_clearly_and_keeps_the_local_run(tmp_path: Path, azurite: str) -> None:  # noqa: F811
     root, share = linked_project(tmp_path)
     dead = f"http://127.0.0.1:{free_port()}/devstoreaccount1"  # nothing listens there
-    result = make_run(root, share, **azure_env(dead, "down"), **quick_modelling(tmp_path))
+    # The two quickest models: the upload is what this run is about.
+    models = modelling_settings(tmp_path / "modelling.toml", ["theta", "seasonal_naive"])
+    result = make_run(root, share, **azure_env(dead, "down"), MODELLING_CONFIG=str(models))
     assert result.returncode != 0, result.stderr[-3000:]
     line = one_line_error(result.stderr, "_SUCCESS not written")
     assert "127.0.0.1" in line and AZURITE_KEY not in result.stderr, line
