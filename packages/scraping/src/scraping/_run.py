@@ -325,7 +325,7 @@ def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[
     whole = old is not None and _revised(old, fresh.slice(0, 1), ["value"]) > 0
     if whole:
         log.info("%s: revised from the start of the look-back window on; fetching the whole series", key)
-        fresh = fred.parse_observations(series_id, fred.fetch_observations(series_id, None))
+        fresh = normalise(fred.parse_observations(series_id, fred.fetch_observations(series_id, None)), ["value"])
     if (old is None or whole) and not fresh.num_rows:
         raise SourceError(f"FRED observations {series_id}: the series has no observations")
     return _merge_and_store(store, key, answer.stored, fresh, answer.entry, ["value"], whole=whole)
@@ -386,11 +386,10 @@ def _merge_and_store(
     *,
     whole: bool = False,
 ) -> SeriesResult:
-    """Union of stored and fresh rows, fresh values winning: a short or empty answer never drops stored rows.
-    `whole`: fresh is the whole series and replaces what is stored."""
+    """Union of stored and fresh rows (fresh normalised), fresh values winning: a short or empty answer
+    never drops stored rows. `whole`: fresh is the whole series and replaces what is stored."""
     import pyarrow as pa
 
-    fresh = normalise(fresh, columns)
     old = normalise(stored.table, columns) if stored is not None else None
     merged = fresh if old is None or whole else normalise(pa.concat_tables([old, fresh]), columns)
     if not store.put(key, merged, meta, origin="network"):
