@@ -96,8 +96,9 @@ class ServerProcess:
     def reset_requests(self) -> None:
         self._ask("reset")
 
-    def requests(self) -> list[tuple[str, dict[str, str]]]:
-        """(path, query parameters) of every request since the last reset, in arrival order."""
+    def requests(self) -> list[tuple[str, dict[str, str], float]]:
+        """(path, query parameters, time.monotonic() on arrival) of every request since the last reset,
+        in arrival order (the monotonic clock is the machine's, so it compares with this process's)."""
         return [tuple(r) for r in self._ask("requests")]
 
     def close(self) -> None:
@@ -119,7 +120,7 @@ def serve() -> None:
             elif command == "reset":
                 server.reset_requests()
             elif command == "requests":
-                answer = [(r.path, r.params) for r in server.requests_to("")]
+                answer = [(r.path, r.params, r.at) for r in server.requests_to("")]
             print(json.dumps(answer), flush=True)
             if command == "quit":
                 return
@@ -188,7 +189,7 @@ def warm_up(server: ServerProcess, base: Path, ids: list[str]) -> dict[str, list
         fresh_root(base, len(list(base.iterdir())))
         server.reset_requests()
         run(load_config(config_file(base, ids, fmt)))
-        urls[fmt] = [str(httpx.URL(f"{server.url}{path}").copy_merge_params(q)) for path, q in server.requests()]
+        urls[fmt] = [str(httpx.URL(f"{server.url}{path}").copy_merge_params(q)) for path, q, _ in server.requests()]
         bare_httpx(urls[fmt])
     return urls
 
@@ -196,22 +197,26 @@ def warm_up(server: ServerProcess, base: Path, ids: list[str]) -> dict[str, list
 def measure(server: ServerProcess, base: Path, ids: list[str], fmt: str, rounds: int) -> dict:
     config = load_config(config_file(base, ids, fmt))
     stage_times, bare_times, ratios, stage_cpu, bare_cpu = [], [], [], [], []
+    timelines: dict[str, list[tuple[float, float, float]]] = {"stage": [], "bare": []}
     urls: list[str] = []
     for _ in range(rounds):
         scraped = fresh_root(base, len(list(base.iterdir())))
         server.reset_requests()
-        start, cpu = time.perf_counter(), time.process_time()
+        began, start, cpu = time.monotonic(), time.perf_counter(), time.process_time()
         report = run(config)
         stage = time.perf_counter() - start
         stage_cpu.append(time.process_time() - cpu)
+        timelines["stage"].append(_timeline(began, time.monotonic(), server.requests()))
         assert not report.failed, report.summary()
         if not urls:  # the very URLs the stage asked for, key included
             urls = [
-                str(httpx.URL(f"{server.url}{path}").copy_merge_params(params)) for path, params in server.requests()
+                str(httpx.URL(f"{server.url}{path}").copy_merge_params(params)) for path, params, _ in server.requests()
             ]
-        cpu = time.process_time()
+        server.reset_requests()
+        began, cpu = time.monotonic(), time.process_time()
         bare = bare_httpx(urls)
         bare_cpu.append(time.process_time() - cpu)
+        timelines["bare"].append(_timeline(began, time.monotonic(), server.requests()))
         stage_times.append(stage)
         bare_times.append(bare)
         ratios.append(stage / bare)
@@ -233,11 +238,23 @@ def measure(server: ServerProcess, base: Path, ids: list[str], fmt: str, rounds:
         "stage_cpu_s_median": round(statistics.median(stage_cpu), 4),
         "bare_httpx_cpu_s_median": round(statistics.median(bare_cpu), 4),
         "ratios": [round(r, 3) for r in ratios],
+        # Medians (ms) of: start to the first request's arrival, first to last arrival, last arrival to the end.
+        "timeline_ms": {
+            side: [round(statistics.median(t[i] for t in rows) * 1000, 1) for i in range(3)]
+            for side, rows in timelines.items()
+        },
         "rerun_s": round(rerun_s, 4),
         "rerun_requests_per_series": len(server.requests()) / len(ids),
         "rerun_files_rewritten": sum(after[p] != before[p] for p in before) + len(set(after) - set(before)),
         "rerun_statuses": sorted({r.status for r in rerun.results}),
     }
+
+
+def _timeline(began: float, ended: float, requests: list[tuple[str, dict[str, str], float]]) -> tuple[float, ...]:
+    """Seconds from `began` to the first request's arrival at the server, from the first arrival to
+    the last, and from the last to `ended` (its answer read, parsed and stored)."""
+    first, last = requests[0][2], requests[-1][2]
+    return first - began, last - first, ended - last
 
 
 def main() -> None:
@@ -322,6 +339,20 @@ def main() -> None:
             f"| {fmt} | {ms['bare httpx']} | {ms['fetch']} | {ms['parse']} | {ms['store']} | {total * 1000:.0f} "
             f"| {whole * 1000:.0f} | {total / parts['bare httpx']:.2f} |"
         )
+    lines += [
+        "",
+        "Where a round's time goes on bare loopback, from the server's arrival times (medians, ms): from the",
+        "start to the first request (setting up, the httpx client's SSL context included), from the first",
+        "request to the last (the requests, with whatever they wait for), and from the last request to the end",
+        "(its answer, and the stage's parsing and storing still to do).",
+        "",
+        "| wire format | side | to the first request | first to last request | last request to the end | sum |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fmt, r in loopback.items():
+        for side in ("stage", "bare"):
+            parts = r["timeline_ms"][side]
+            lines.append(f"| {fmt} | {side} | {' | '.join(f'{ms:.0f}' for ms in parts)} | {sum(parts):.0f} |")
     lines += [
         "",
         f"With 20 ms of added latency or more, every ratio is at most {slowest_networked:.2f}.",
