@@ -104,13 +104,24 @@ def stage_env(root: Path, share: Path, **extra: str) -> dict[str, str]:
     return clean_env(root, share, PIPELINE_PROFILE="local", **extra)
 
 
-def modelling_settings(path: Path, models: list[str]) -> Path:
-    """The packaged modelling settings, fitting only `models`, written to `path`."""
-    listed = ", ".join(f'"{model}"' for model in models)
-    lines = [f"models = [{listed}]" if line.startswith("models =") else line
-             for line in MODELLING_TOML.read_text().splitlines()]  # fmt: skip
+def _settings_copy(source: Path, path: Path, values: dict[str, str]) -> Path:
+    """The packaged settings file `source` written to `path` with these keys' values (TOML) replaced;
+    each key must be on exactly one line of it, so a reshaped file fails here instead of changing nothing."""
+    lines, replaced = [], []
+    for line in source.read_text().splitlines():
+        key = line.split("=", 1)[0].strip() if "=" in line else None
+        if key in values:
+            line = f"{key} = {values[key]}"
+            replaced.append(key)
+        lines.append(line)
+    assert sorted(replaced) == sorted(values), f"{source.name}: expected each of {sorted(values)} once"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def modelling_settings(path: Path, models: list[str]) -> Path:
+    """The packaged modelling settings, fitting only `models`, written to `path`."""
+    return _settings_copy(MODELLING_TOML, path, {"models": "[" + ", ".join(f'"{m}"' for m in models) + "]"})
 
 
 def quick_scraping(directory: Path) -> dict[str, str]:
@@ -118,14 +129,8 @@ def quick_scraping(directory: Path) -> dict[str, str]:
     series in it, with no rate limit and 6 months of Treasury pages instead of 24 (the limiter and
     the backfill have their own tests in packages/scraping); at 2 requests a second the list's 57
     requests took half a minute, and the longer curve doubled modelling's time."""
-    changed = {"requests_per_second": "0", "backfill_months": "6"}
-    lines = SERIES_TOML.read_text().splitlines()
-    quick = [f"{line.split('=')[0].strip()} = {changed[line.split('=')[0].strip()]}"
-             if "=" in line and line.split("=")[0].strip() in changed else line for line in lines]  # fmt: skip
-    assert sum(a != b for a, b in zip(lines, quick, strict=True)) == len(changed), "series.toml changed shape"
-    path = directory / "quick-series.toml"
-    path.write_text("\n".join(quick) + "\n")
-    return {"SCRAPING_CONFIG": str(path)}
+    quick = {"requests_per_second": "0", "backfill_months": "6"}
+    return {"SCRAPING_CONFIG": str(_settings_copy(SERIES_TOML, directory / "quick-series.toml", quick))}
 
 
 def quick_modelling(directory: Path) -> dict[str, str]:
