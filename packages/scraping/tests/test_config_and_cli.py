@@ -229,6 +229,38 @@ def test_corrupt_manifest_is_a_storage_error_and_is_left_alone(tmp_path, project
     assert server.requests == []
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[]", "not a format 1 manifest"),
+        ('"x"', "not a format 1 manifest"),
+        ('{"format": 1, "series": {"fred/GDP": 5}}', "series 'fred/GDP': the entry is not an object"),
+        (
+            '{"format": 1, "series": {"fred/GDP": {"content_hash": "x"}}}',
+            "series 'fred/GDP': 'file' is missing or not a str",
+        ),
+        (
+            '{"format": 1, "series": {"fred/GDP": {"file": "fred/GDP.parquet", "content_hash": "x", '
+            '"last_observation": "July", "fetched_at": "x", "origin": "network"}}}',
+            "series 'fred/GDP': 'last_observation' 'July' is not an ISO date",
+        ),
+    ],
+)
+def test_a_manifest_of_another_shape_is_a_storage_error_naming_what_is_wrong(
+    tmp_path, project, server, capsys, text, problem
+):
+    project.mkdir(parents=True)
+    (project / "manifest.json").write_text(text)
+
+    assert main(["run", "--config", str(write_config(tmp_path))]) == EXIT_STORAGE
+
+    err = capsys.readouterr().err
+    assert f"manifest.json: {problem}" in err.strip().splitlines()[-1]
+    assert "Traceback" not in err
+    assert (project / "manifest.json").read_text() == text
+    assert server.requests == []
+
+
 def test_the_key_never_reaches_logs_errors_or_files(tmp_path, project, server, monkeypatch, capsys):
     server.script("GDP", Fault(status=503), Fault(status=400, body=f"api_key={VALID_KEY} rejected".encode()))
     server.script("UNRATE", Fault(status=500, body=f'<error code="500" message="key {VALID_KEY}"/>'.encode()))

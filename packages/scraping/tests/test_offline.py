@@ -51,11 +51,18 @@ def test_offline_rerun_rewrites_nothing(project, capsys):
 def test_offline_run_keeps_series_fetched_earlier(project):
     project.mkdir(parents=True)
     (project / "fred").mkdir()
-    (project / "manifest.json").write_text('{"format": 1, "series": {"fred/GDP": {"file": "fred/GDP.parquet"}}}')
+    gdp = {
+        "file": "fred/GDP.parquet",
+        "content_hash": "sha256:0",
+        "last_observation": "2024-07-01",
+        "fetched_at": "2024-10-30T12:00:00+00:00",
+        "origin": "network",
+    }
+    (project / "manifest.json").write_text(json.dumps({"format": 1, "series": {"fred/GDP": gdp}}))
 
     assert main(["run"]) == 0
 
-    assert manifest(project)["series"]["fred/GDP"] == {"file": "fred/GDP.parquet"}
+    assert manifest(project)["series"]["fred/GDP"] == gdp
 
 
 def test_prod_profile_without_key_is_an_error_not_a_fallback(project, monkeypatch, capsys):
@@ -150,6 +157,23 @@ def test_the_bundled_dataset_stays_while_no_network_data_are_stored(tmp_path, pr
     assert offline_run(monkeypatch) == 0
     before = snapshot(project)
     config = str(write_config(tmp_path, series=("NOSUCHSERIES",)))  # FRED answers 400: nothing lands
+
+    assert main(["run", "--config", config]) == EXIT_SERIES_FAILED
+
+    assert "retired" not in capsys.readouterr().err
+    assert snapshot(project) == before
+
+
+def test_a_run_whose_every_request_failed_keeps_the_bundled_dataset_beside_older_network_data(
+    tmp_path, project, server, monkeypatch, capsys
+):
+    server.add(monthly("UNRATE"))
+    config = str(write_config(tmp_path, series=("UNRATE",)))
+    assert main(["run", "--config", config]) == 0
+    assert offline_run(monkeypatch) == 0  # the dataset comes back beside fred/UNRATE
+    before = snapshot(project)
+    monkeypatch.setenv("FRED_API_KEY", "0" * 32)  # FRED answers 400 for a key it does not know
+    capsys.readouterr()
 
     assert main(["run", "--config", config]) == EXIT_SERIES_FAILED
 

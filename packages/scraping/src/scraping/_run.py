@@ -153,7 +153,9 @@ def run(
         for table in [] if only else tables:  # --series names FRED ids only
             record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
         hand_on(wait=True)
-        _retire_bundled(store, record, dry_run)
+        # A dry run cannot know whether its requests would succeed: it says what a successful run does.
+        if dry_run or any(r.status in ("updated", "unchanged") for r in results):
+            _retire_bundled(store, record, dry_run)
     except KeyboardInterrupt:
         stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
         raise
@@ -169,7 +171,8 @@ def run(
 def _retire_bundled(store: Store, record: Callable[[SeriesResult], None], dry_run: bool) -> None:
     """Drop the bundled dataset once network data are stored: it stands in for a run without a key,
     and left beside FRED's series it would be modelled and reported as if it were current. Only
-    after network data landed, so a run whose every request failed still leaves something to model.
+    called once this run stored or confirmed a series from the network, so that a run whose every
+    request failed leaves it (beside older network data, say), still something current to model.
     statsmodels ships it, so an offline run stores it again."""
     if not store.keys(origin="network"):
         return

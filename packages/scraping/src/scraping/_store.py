@@ -23,7 +23,7 @@ import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -120,8 +120,12 @@ class Store:
         except ValueError as exc:
             raise StoreError(f"{self._path}: not valid JSON ({exc}); move it aside to rebuild it") from None
         series = data.get("series") if isinstance(data, dict) else None
-        if data.get("format") != MANIFEST_FORMAT or not isinstance(series, dict):
+        if not isinstance(series, dict) or data.get("format") != MANIFEST_FORMAT:
             raise StoreError(f"{self._path}: not a format {MANIFEST_FORMAT} manifest; move it aside to rebuild it")
+        for key, entry in series.items():
+            problem = _entry_problem(entry)
+            if problem:
+                raise StoreError(f"{self._path}: series {key!r}: {problem}; move the manifest aside to rebuild it")
         return series
 
     def entry(self, key: str) -> dict | None:
@@ -265,6 +269,25 @@ class Store:
             with contextlib.suppress(OSError):  # the folder, once empty
                 path.parent.rmdir()
         self._removed.clear()
+
+
+# The fields every entry has that the stage itself reads back (put writes them all).
+_ENTRY_FIELDS = {"file": str, "content_hash": str, "last_observation": str, "fetched_at": str, "origin": str}
+
+
+def _entry_problem(entry: object) -> str | None:
+    """What makes a manifest entry unusable, or None: a hand-edited or foreign manifest fails
+    here, in one line, rather than wherever the stage first reads the field."""
+    if not isinstance(entry, dict):
+        return "the entry is not an object"
+    for field, kind in _ENTRY_FIELDS.items():
+        if not isinstance(entry.get(field), kind):
+            return f"{field!r} is missing or not a {kind.__name__}"
+    try:
+        date.fromisoformat(entry["last_observation"])
+    except ValueError:
+        return f"'last_observation' {entry['last_observation']!r} is not an ISO date"
+    return None
 
 
 def _same_bytes(path: Path, data: bytes) -> bool:
