@@ -15,6 +15,7 @@ import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 from xml.sax.saxutils import quoteattr
@@ -70,13 +71,16 @@ class Request:
 
 @dataclass
 class Fault:
-    """One scripted answer: a status (with headers), a delay before the normal answer, or a truncated body."""
+    """One scripted answer: a status (with headers), a delay before the normal answer, a truncated
+    body, or the answer sent a byte at a time, `trickle` seconds apart (each read is quick, the
+    whole answer slow)."""
 
     status: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
     truncate: bool = False
     body: bytes | None = None
+    trickle: float = 0.0
 
 
 class FakeServer:
@@ -123,14 +127,14 @@ class FakeServer:
 
     # ---- answers ------------------------------------------------------------------
 
-    def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes, float]:
+    def answer(self, path: str, params: dict[str, str]) -> tuple[int, dict[str, str], bytes, Fault]:
         with self._lock:
             self.requests.append(Request(time.monotonic(), path, params))
             target = "treasury" if path == TEXTVIEW else path if path in self.pages else params.get("series_id", "")
             fault = self.faults[target].popleft() if self.faults[target] else Fault()
             page = self.pages.get(path)
         if fault.status is not None:
-            return fault.status, fault.headers, fault.body or b"", fault.delay
+            return fault.status, fault.headers, fault.body or b"", fault
         if page is not None:
             status, ctype, body = 200, "text/html; charset=utf-8", page.encode()
         elif path == TEXTVIEW:
@@ -139,7 +143,7 @@ class FakeServer:
             status, ctype, body = self._fred(path, params)
         if fault.truncate:
             body = body[: len(body) // 2]
-        return status, {"Content-Type": ctype}, body, fault.delay
+        return status, {"Content-Type": ctype}, body, fault
 
     def _fred(self, path: str, params: dict[str, str]) -> tuple[int, str, bytes]:
         as_json = params.get("file_type") == "json"
@@ -293,10 +297,13 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             parts = urlsplit(self.path)
-            status, headers, body, delay = server.answer(parts.path, dict(parse_qsl(parts.query)))
-            if delay or server.latency:
-                time.sleep(delay + server.latency)
+            status, headers, body, fault = server.answer(parts.path, dict(parse_qsl(parts.query)))
+            if fault.delay or server.latency:
+                time.sleep(fault.delay + server.latency)
             try:
+                if fault.trickle:
+                    self._trickle(status, headers, body, fault.trickle)
+                    return
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -305,6 +312,13 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test)
+
+        def _trickle(self, status: int, headers: dict[str, str], body: bytes, gap: float) -> None:
+            lines = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}", *(f"{k}: {v}" for k, v in headers.items())]
+            answer = "\r\n".join([*lines, f"Content-Length: {len(body)}", "", ""]).encode() + body
+            for at in range(len(answer)):
+                self.wfile.write(answer[at : at + 1])
+                time.sleep(gap)
 
         def log_message(self, format: str, *args: object) -> None:
             pass

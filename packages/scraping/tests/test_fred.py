@@ -181,6 +181,25 @@ def test_answers_always_too_slow_fail_with_the_timeout_named(tmp_path, project, 
     assert not (project / "fred/GDP.parquet").exists()
 
 
+def test_an_answer_trickled_out_past_the_timeout_is_cut_off_and_retried(tmp_path, project, server):
+    # A byte every 50 ms: every read is quicker than the timeout, the whole answer far slower.
+    server.script("GDP", Fault(trickle=0.05))
+
+    report = fresh_run(tmp_path, series=("GDP",), timeout=0.5)
+
+    assert report.results[0].status == "updated"
+    assert len(server.requests_to("/fred/series")) == 2
+
+
+def test_answers_always_trickled_fail_with_the_timeout_named(tmp_path, project, server):
+    server.script("GDP", *[Fault(trickle=0.05)] * 2)
+
+    report = fresh_run(tmp_path, series=("GDP",), timeout=0.5, retries=1)
+
+    assert report.results[0].describe() == "failed: FRED series GDP: no answer within 0.5s (gave up after 2 attempts)"
+    assert not (project / "fred/GDP.parquet").exists()
+
+
 @pytest.mark.parametrize("fmt", ["xml", "json"])
 def test_bad_key_fails_each_series_with_freds_message_and_no_retry(tmp_path, project, server, monkeypatch, fmt):
     monkeypatch.setenv("FRED_API_KEY", "wrongkey0000000000000000000000ff")

@@ -1,16 +1,23 @@
 """Polite HTTP for every source: one rate limiter, timeouts, retries with backoff honouring Retry-After.
 
+`http.timeout_s` bounds each attempt as a whole: httpx's timeouts bound each read, so a server
+that trickles its answer a byte at a time would hold a request for as long as it liked, and a
+watchdog (_Deadline) ends an attempt that outlives its time.
+
 Secrets (the FRED key travels in the query string) are redacted from every message this
 module produces, and httpx's own request logging is silenced because it prints full URLs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import urlencode
@@ -47,6 +54,70 @@ class RateLimiter:
         return start - now
 
 
+class _Deadline:
+    """Ends an attempt that outlives its time by shutting its client's sockets down, which wakes
+    a read blocked on one at once (the client then connects afresh).
+
+    The sockets are learnt from httpx's "trace" request extension as the client opens them. One
+    thread watches one attempt at a time and sleeps until its deadline: arming it for the next
+    attempt, usually while it sleeps towards a deadline that has not come yet, needs no wake-up,
+    so a request costs two lock turns, not a thread switch.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self._until: float | None = None  # the deadline of the attempt under way, if any
+        self._watching = False  # the thread sleeps towards a deadline (else: until armed)
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.expired = False  # the last attempt armed ran out of time
+
+    def trace(self, event: str, info: dict) -> None:
+        """httpx's "trace" extension: keeps the socket of each connection opened (TLS wraps a new one)."""
+        if event in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            sock = info["return_value"].get_extra_info("socket")
+            if sock is not None:
+                with self._changed:
+                    self._sockets.add(sock)
+
+    def arm(self, seconds: float) -> None:
+        with self._changed:
+            self._until = time.monotonic() + seconds
+            self.expired = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="scraping-deadline", daemon=True)
+                self._thread.start()
+            elif not self._watching:
+                self._changed.notify()
+
+    def disarm(self) -> None:
+        with self._changed:
+            self._until = None
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            self._changed.notify()
+
+    def _watch(self) -> None:
+        with self._changed:
+            while not self._closed:
+                self._watching = self._until is not None
+                if self._until is None:
+                    self._changed.wait()
+                    continue
+                left = self._until - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                self._until = None
+                self.expired = True
+                for sock in list(self._sockets):
+                    with contextlib.suppress(OSError):  # closed meanwhile, or detached by a TLS wrap
+                        sock.shutdown(socket.SHUT_RDWR)
+
+
 class Fetcher:
     """GET with retries; 4xx (but 429) raise RequestRejected at once, the rest retry then RetriesExhausted."""
 
@@ -68,6 +139,7 @@ class Fetcher:
         )
         self.requests = 0  # every attempt, retries included: the run reports it
         self._stopped = threading.Event()
+        self._deadline = _Deadline()
 
     def stop(self) -> None:
         """Make every wait for the rate limiter or a retry, now or later, raise Stopped (from any thread).
@@ -77,6 +149,7 @@ class Fetcher:
         self._stopped.set()
 
     def close(self) -> None:
+        self._deadline.close()
         self._client.close()
 
     def _pause(self, seconds: float, what: str) -> None:
@@ -107,11 +180,12 @@ class Fetcher:
             self.requests += 1
             retry_after = None
             try:
-                response = self._client.get(target)
-            except httpx.TimeoutException:
-                reason = f"no answer within {self._settings.timeout_s:g}s"
+                response = self._get_in_time(target)
             except httpx.RequestError as exc:  # its message may hold the URL, so only its kind is kept
-                reason = f"request failed ({type(exc).__name__})"
+                if isinstance(exc, httpx.TimeoutException) or self._deadline.expired:
+                    reason = f"no answer within {self._settings.timeout_s:g}s"
+                else:
+                    reason = f"request failed ({type(exc).__name__})"
             else:
                 if log.isEnabledFor(logging.DEBUG):  # the URL is only rendered (and redacted) when logged
                     log.debug("GET %s -> %s", self.redact(str(response.url)), response.status_code)
@@ -134,6 +208,14 @@ class Fetcher:
             self._pause(delay, what)
         tries = f"{attempt + 1} attempt{'' if attempt == 0 else 's'}"
         raise RetriesExhausted(self.redact(f"{what}: {reason} (gave up after {tries})"))
+
+    def _get_in_time(self, target: str) -> httpx.Response:
+        """One attempt, ended by the watchdog if it outlives http.timeout_s."""
+        self._deadline.arm(self._settings.timeout_s)
+        try:
+            return self._client.get(target, extensions={"trace": self._deadline.trace})
+        finally:
+            self._deadline.disarm()
 
     def _delay(self, attempt: int, retry_after: float | None) -> float | None:
         # Exponential backoff with jitter spreads retries out; the server's Retry-After is a floor.
