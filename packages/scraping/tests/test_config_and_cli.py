@@ -276,6 +276,39 @@ def test_the_key_never_reaches_logs_errors_or_files(tmp_path, project, server, m
     assert "fred/CPIAUCSL" in manifest(project)["series"]
 
 
+def test_a_second_run_while_one_is_at_work_fails_naming_it_and_changes_nothing(tmp_path, project, server, capsys):
+    # The first run (another process, as an overlapping cron run would be) waits on a slow answer.
+    server.script("UNRATE", Fault(delay=60))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "scraping", "run", "--config", str(write_config(tmp_path, series=("UNRATE",)))],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3000):
+            if server.requests_to("/fred/series"):
+                break
+            assert first.poll() is None, first.communicate()[1]
+            time.sleep(0.01)
+        before = snapshot(project)
+
+        (tmp_path / "second").mkdir()
+        second = main(["run", "--config", str(write_config(tmp_path / "second", series=("GDP",)))])
+
+        assert snapshot(project) == before
+    finally:
+        first.kill()
+        first.wait()
+    assert second == EXIT_STORAGE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"scraping: {re.escape(str(project))}/\.storage-links\.lock: held by pid {first.pid} on \S+ \(scraping run\), "
+        r"last touched \d+s ago; wait for it to finish \(a lock whose process is gone is broken by the next run\)",
+        err,
+    ), err
+    assert [r.params["series_id"] for r in server.requests] == ["UNRATE"]  # the second asked for nothing
+
+
 def test_help_and_module_entry_point(project):
     done = subprocess.run(
         [sys.executable, "-m", "scraping", "run", "--help"], capture_output=True, text=True, check=False

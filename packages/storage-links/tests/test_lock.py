@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+from storage_links import LockHeldError, ShareError, run_lock
 from storage_links._lock import LOCK_NAME, STALE_AFTER, ShareLock, _process_start
 
 
@@ -170,3 +171,67 @@ def test_release_retries_while_the_share_reports_the_lock_busy(env, monkeypatch)
     monkeypatch.setattr(os, "unlink", busy_once)
     lock.release()
     assert len(calls) == 2 and not (env.share / LOCK_NAME).exists() and lock.warnings == []
+
+
+# ---- run_lock: a stage's run holds its data dir --------------------------------------------------
+
+
+def test_a_run_lock_is_held_for_the_block_and_gone_after(tmp_path):
+    data = tmp_path / "scraped_data"  # made if missing
+
+    with run_lock(data, "scraping run"):
+        content = (data / LOCK_NAME).read_text()
+        assert f"pid={os.getpid()}\n" in content
+        assert "command=scraping run\n" in content
+
+    assert not (data / LOCK_NAME).exists()
+
+
+def test_a_second_run_fails_at_once_naming_the_first(tmp_path, live_pid):
+    (tmp_path / LOCK_NAME).write_text(
+        f"host={os.uname().nodename}\npid={live_pid}\nstart={_process_start(live_pid)}\nsince=0\ncommand=scraping run\n"
+    )
+
+    with pytest.raises(LockHeldError) as held, run_lock(tmp_path, "scraping run"):
+        pytest.fail("the block ran beside a live holder")
+
+    assert str(held.value).startswith(f"{tmp_path / LOCK_NAME}: held by pid {live_pid} on ")
+    assert "(scraping run)" in str(held.value)
+    assert str(held.value).endswith("wait for it to finish (a lock whose process is gone is broken by the next run)")
+    assert (tmp_path / LOCK_NAME).exists()  # the holder's lock is left alone
+
+
+def test_a_run_lock_left_by_a_dead_run_is_broken_with_a_warning(tmp_path, dead_pid, caplog):
+    (tmp_path / LOCK_NAME).write_text(f"host={os.uname().nodename}\npid={dead_pid}\nstart=1\nsince=0\ncommand=x\n")
+
+    with run_lock(tmp_path, "scraping run"):
+        assert f"pid={os.getpid()}\n" in (tmp_path / LOCK_NAME).read_text()
+
+    assert f"broke stale lock {tmp_path / LOCK_NAME} held by pid {dead_pid}" in caplog.text
+
+
+def test_the_run_lock_is_released_when_the_block_raises(tmp_path):
+    with pytest.raises(KeyboardInterrupt), run_lock(tmp_path, "scraping run"):
+        raise KeyboardInterrupt
+
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_run_lock_through_a_link_that_leads_nowhere_says_so(tmp_path):
+    (tmp_path / "scraped_data").symlink_to(tmp_path / "share" / "gone")
+
+    leads_nowhere = r"scraped_data: cannot create the directory: the link scraped_data -> "
+    with pytest.raises(ShareError, match=leads_nowhere), run_lock(tmp_path / "scraped_data", "scraping run"):
+        pytest.fail("the block ran without its lock")
+
+    assert not (tmp_path / "share").exists()  # nothing made behind the link
+
+
+def test_the_run_lock_is_touched_while_held(tmp_path, monkeypatch):
+    monkeypatch.setattr("storage_links._lock.HEARTBEAT", 0.05)
+    with run_lock(tmp_path, "modelling run"):
+        first = (tmp_path / LOCK_NAME).stat().st_mtime_ns
+        deadline = time.monotonic() + 5
+        while (tmp_path / LOCK_NAME).stat().st_mtime_ns == first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (tmp_path / LOCK_NAME).stat().st_mtime_ns != first

@@ -8,6 +8,7 @@ A series that fails keeps its previous good file; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import deque
@@ -18,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from storage_links import data_dir
+from storage_links import data_dir, run_lock
 
 from scraping import _bundled
 from scraping._config import Config
@@ -97,75 +98,81 @@ def run(
     transport: httpx.BaseTransport | None = None,
     on_result: Callable[[SeriesResult], None] = lambda _: None,
 ) -> RunReport:
-    """Bring scraped_data/ up to date. `only`: just these FRED ids. `transport`: an httpx transport (tests)."""
+    """Bring scraped_data/ up to date. `only`: just these FRED ids. `transport`: an httpx transport (tests).
+
+    The run holds scraped_data/'s lock (a dry run writes nothing and takes none): a second run at the
+    same time fails with LockHeldError instead of overwriting the first one's manifest entries.
+    """
     if only and config.offline:
         raise ConfigError("--series: FRED needs FRED_API_KEY or FRED_API_KEY_FILE; without one the run is offline")
-    store = Store(data_dir("scraping", "scraped_data"))
-    results: list[SeriesResult] = []
-    # Results are handed on in series order, each once its file has landed (the store writes in the
-    # background): a series is never reported updated before its file is in place.
-    waiting: deque[SeriesResult] = deque()
+    root = data_dir("scraping", "scraped_data")
+    with contextlib.nullcontext() if dry_run else run_lock(root, "scraping run"):
+        store = Store(root)
+        results: list[SeriesResult] = []
+        # Results are handed on in series order, each once its file has landed (the store writes in the
+        # background): a series is never reported updated before its file is in place.
+        waiting: deque[SeriesResult] = deque()
 
-    def hand_on(*, wait: bool) -> None:
-        while waiting and store.landed(waiting[0].key, wait=wait):
-            results.append(waiting.popleft())
-            on_result(results[-1])
+        def hand_on(*, wait: bool) -> None:
+            while waiting and store.landed(waiting[0].key, wait=wait):
+                results.append(waiting.popleft())
+                on_result(results[-1])
 
-    def record(result: SeriesResult) -> None:
-        waiting.append(result)
-        hand_on(wait=False)
+        def record(result: SeriesResult) -> None:
+            waiting.append(result)
+            hand_on(wait=False)
 
-    if config.offline:
-        log.info(
-            "no FRED_API_KEY: local profile runs offline and stores the bundled statsmodels macrodata dataset "
-            "(set FRED_API_KEY to fetch FRED and the Treasury curve)"
-        )
-        if not dry_run and all(store.is_current(key, bundled_with=_bundled.stamp()) for key in _bundled.KEYS):
-            # statsmodels ships the same data with the same version: nothing to load or compare.
-            for key in _bundled.KEYS:
-                record(SeriesResult(key, "unchanged"))
-            return RunReport(results, 0, 0, offline=True)
+        if config.offline:
+            log.info(
+                "no FRED_API_KEY: local profile runs offline and stores the bundled statsmodels macrodata dataset "
+                "(set FRED_API_KEY to fetch FRED and the Treasury curve)"
+            )
+            if not dry_run and all(store.is_current(key, bundled_with=_bundled.stamp()) for key in _bundled.KEYS):
+                # statsmodels ships the same data with the same version: nothing to load or compare.
+                for key in _bundled.KEYS:
+                    record(SeriesResult(key, "unchanged"))
+                return RunReport(results, 0, 0, offline=True)
+            try:
+                for key, (frame, meta) in _bundled.load().items():
+                    record(_bundled_series(store, key, frame, meta, dry_run))
+                hand_on(wait=True)
+            finally:
+                if not dry_run:
+                    store.save_manifest()
+            return RunReport(results, 0, store.files_written, offline=True)
+
+        from scraping import _treasury
+        from scraping._fred import FredSource
+        from scraping._http import Fetcher
+
+        tables = [*([_treasury.source(config.treasury)] if config.treasury.enabled else []), *config.html]
+
+        fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
+        stopped = False
         try:
-            for key, (frame, meta) in _bundled.load().items():
-                record(_bundled_series(store, key, frame, meta, dry_run))
+            fred = FredSource(config.fred, fetcher)
+            ids = list(dict.fromkeys(only or config.fred.series))  # each once: a series is fetched and stored once
+            if dry_run:
+                for series_id in ids:
+                    record(_plan(store, f"fred/{series_id}"))
+            else:
+                _fred_series(store, fred, fetcher, ids, config.fred.revision_lookback_days, record)
+            for table in [] if only else tables:  # --series names FRED ids only
+                record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
             hand_on(wait=True)
+            # A dry run cannot know whether its requests would succeed: it says what a successful run does.
+            if dry_run or any(r.status in ("updated", "unchanged") for r in results):
+                _retire_bundled(store, record, dry_run)
+        except KeyboardInterrupt:
+            stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
+            raise
         finally:
+            fetcher.close()
             if not dry_run:
-                store.save_manifest()
-        return RunReport(results, 0, store.files_written, offline=True)
-
-    from scraping import _treasury
-    from scraping._fred import FredSource
-    from scraping._http import Fetcher
-
-    tables = [*([_treasury.source(config.treasury)] if config.treasury.enabled else []), *config.html]
-
-    fetcher = Fetcher(config.http, transport=transport, secrets=[config.fred.api_key])
-    stopped = False
-    try:
-        fred = FredSource(config.fred, fetcher)
-        ids = list(dict.fromkeys(only or config.fred.series))  # each once: a series is fetched and stored once
-        if dry_run:
-            for series_id in ids:
-                record(_plan(store, f"fred/{series_id}"))
-        else:
-            _fred_series(store, fred, fetcher, ids, config.fred.revision_lookback_days, record)
-        for table in [] if only else tables:  # --series names FRED ids only
-            record(_plan(store, table.key) if dry_run else _guard(table.key, _table_source, store, fetcher, table))
-        hand_on(wait=True)
-        # A dry run cannot know whether its requests would succeed: it says what a successful run does.
-        if dry_run or any(r.status in ("updated", "unchanged") for r in results):
-            _retire_bundled(store, record, dry_run)
-    except KeyboardInterrupt:
-        stopped = True  # Ctrl-C, SIGTERM: the series whose files did land are reported too
-        raise
-    finally:
-        fetcher.close()
-        if not dry_run:
-            store.save_manifest()  # entries change only once their file is in place, so this is always consistent
-            if stopped:
-                hand_on(wait=False)
-    return RunReport(results, fetcher.requests, store.files_written, offline=False)
+                store.save_manifest()  # entries change only once their file is in place, so this is always consistent
+                if stopped:
+                    hand_on(wait=False)
+        return RunReport(results, fetcher.requests, store.files_written, offline=False)
 
 
 def _retire_bundled(store: Store, record: Callable[[SeriesResult], None], dry_run: bool) -> None:

@@ -1,8 +1,8 @@
 """storage_links: the project's data-directory contracts and the symlinks onto the share.
 
 Stages ask `data_dir(package, name)` for their directories and use the run-time
-helpers (run id, atomic writes, logging, progress, stopping on signals, the settings file) so
-they behave alike.
+helpers (run id, atomic writes, the run lock, logging, progress, stopping on signals, the
+settings file) so they behave alike.
 
 Names are imported on first use (PEP 562), so that `storage-links validate`, which
 imports this package first, does not pay for pathlib, logging or tomllib.
@@ -36,6 +36,7 @@ _SOURCES = {
     "run_id": "_runtime",
     "stop_on_signals": "_runtime",
     "read_settings": "_settings",
+    "run_lock": "_lock",
     "lazy_exports": "_lazy",
 }
 
@@ -62,6 +63,7 @@ __all__ = [
     "project_root",
     "read_settings",
     "run_id",
+    "run_lock",
     "share_root",
     "stop_on_signals",
 ]
@@ -81,6 +83,7 @@ if TYPE_CHECKING:
         StorageLinksError,
         ValidationError,
     )
+    from storage_links._lock import run_lock
     from storage_links._runtime import (
         LOG_LEVELS,
         Interrupted,

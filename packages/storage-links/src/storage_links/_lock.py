@@ -10,24 +10,36 @@ been touched for STALE_AFTER seconds, or when it records no owner and is older
 than WRITE_GRACE (its writer died between creating and filling it). Any other
 lock makes init fail with LockHeldError naming owner and age; `--break-lock`
 breaks it anyway, for a human who knows its owner is dead.
+
+A stage holds the same kind of lock in the data dir it writes (`run_lock`), so that two runs
+of it (an overlapping cron run, a second container on the share) cannot interleave their
+writes: the second fails at once, naming the first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 from storage_links._busy import is_busy, retry_busy
 from storage_links._errors import LockHeldError, ShareError
 from storage_links._plan import LOCK_NAME
 from storage_links._process import pid_exists
+from storage_links._runtime import check_no_dangling_link
 
 HEARTBEAT = 30.0
 STALE_AFTER = 600.0
 WRITE_GRACE = 2.0
+INIT_HINT = "wait for it to finish, or if that process is gone re-run with --break-lock"
+RUN_HINT = "wait for it to finish (a lock whose process is gone is broken by the next run)"
+
+log = logging.getLogger("storage_links")
 
 
 def _process_start(pid: int) -> str | None:
@@ -73,10 +85,11 @@ def _stops_deferred() -> Iterator[None]:
 class ShareLock:
     """Held between acquire() and release(); `warnings` says which stale locks were broken."""
 
-    def __init__(self, share: str, command: str, *, break_lock: bool = False) -> None:
+    def __init__(self, share: str, command: str, *, break_lock: bool = False, hint: str = INIT_HINT) -> None:
         self.path = os.path.join(share, LOCK_NAME)
         self.command = command
         self.break_lock = break_lock
+        self.hint = hint  # what LockHeldError tells its reader to do
         self.warnings: list[str] = []
         self._content = b""
         self._touched = 0.0
@@ -100,8 +113,7 @@ class ShareLock:
                 self._judge_existing()
                 continue
             except OSError as exc:
-                share = os.path.dirname(self.path)
-                raise ShareError(f"share {share}: cannot create {LOCK_NAME}: {exc.strerror}") from None
+                raise ShareError(f"{os.path.dirname(self.path)}: cannot create {LOCK_NAME}: {exc.strerror}") from None
             try:
                 os.write(fd, self._content)
                 os.fsync(fd)
@@ -166,10 +178,7 @@ class ShareLock:
         )
         stale = self._stale_reason(owner, age)
         if stale is None and not self.break_lock:
-            raise LockHeldError(
-                f"{self.path}: held by {who}, last touched {format_age(age)} ago; wait for it to finish, "
-                f"or if that process is gone re-run with --break-lock"
-            )
+            raise LockHeldError(f"{self.path}: held by {who}, last touched {format_age(age)} ago; {self.hint}")
         reason = stale or "--break-lock was given"
         self._break(content)
         self.warnings.append(
@@ -206,3 +215,34 @@ class ShareLock:
                 retry_busy(os.rename, aside, self.path)
             raise LockHeldError(f"{self.path}: another process took the lock while a stale one was being broken")
         retry_busy(os.unlink, aside)
+
+
+@contextlib.contextmanager
+def run_lock(directory: Path, command: str) -> Iterator[None]:
+    """Hold `directory`'s lock (made if missing) while a stage's run writes there; LockHeldError
+    names the run that holds it. A thread touches it every HEARTBEAT seconds, so that a run on
+    another host sees its holder is alive however long it works."""
+    directory = Path(directory)
+    try:
+        check_no_dangling_link(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ShareError(f"{directory}: cannot create the directory: {exc.strerror}") from None
+    lock = ShareLock(str(directory), command, hint=RUN_HINT)
+    lock.acquire()
+    stopped = threading.Event()
+
+    def beat() -> None:
+        while not stopped.wait(HEARTBEAT):
+            lock.heartbeat()
+
+    beating = threading.Thread(target=beat, name="storage-links-heartbeat", daemon=True)
+    beating.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        beating.join()
+        lock.release()
+        for warning in lock.warnings:  # a stale lock broken, or this one taken over meanwhile
+            log.warning("%s", warning)

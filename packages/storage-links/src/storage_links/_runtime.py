@@ -110,7 +110,7 @@ def _temporary_beside(path: Path) -> tuple[int, Path]:
     try:
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     except FileNotFoundError:
-        _check_no_dangling_link(directory)
+        check_no_dangling_link(directory)
         directory.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     try:
@@ -123,7 +123,7 @@ def _temporary_beside(path: Path) -> tuple[int, Path]:
     return fd, Path(name)
 
 
-def _check_no_dangling_link(directory: Path) -> None:
+def check_no_dangling_link(directory: Path) -> None:
     """Say so when a data dir's link points at a share that is gone, instead of "File exists" from mkdir."""
     for ancestor in (directory, *directory.parents):
         if ancestor.is_symlink() and not ancestor.exists():
