@@ -62,9 +62,13 @@ def test_replace_retries_while_the_share_reports_busy(tmp_path, monkeypatch):
 def test_run_id_from_environment_or_new(monkeypatch):
     monkeypatch.setenv("PIPELINE_RUN_ID", "20240101T000000Z-abcd")
     assert run_id() == "20240101T000000Z-abcd"
-    monkeypatch.setenv("PIPELINE_RUN_ID", "../etc")
-    with pytest.raises(ValueError, match="PIPELINE_RUN_ID"):
-        run_id()
+    for bad in ("../etc", ".", ".hidden", "a b"):
+        monkeypatch.setenv("PIPELINE_RUN_ID", bad)
+        with pytest.raises(ValueError) as refused:
+            run_id()
+        assert str(refused.value) == (
+            f"PIPELINE_RUN_ID={bad!r}: a run id is letters, digits, '-', '_' and '.', and does not start with '.'"
+        )
     monkeypatch.delenv("PIPELINE_RUN_ID")
     first, second = run_id(), run_id()
     assert first != second and first[:8].isdigit()

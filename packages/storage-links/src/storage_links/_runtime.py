@@ -52,7 +52,9 @@ def run_id() -> str:
     env = os.environ.get("PIPELINE_RUN_ID")
     if env:
         if not is_run_id(env):
-            raise ValueError(f"PIPELINE_RUN_ID={env!r}: only letters, digits, '-', '_' and '.' are allowed")
+            raise ValueError(
+                f"PIPELINE_RUN_ID={env!r}: a run id is letters, digits, '-', '_' and '.', and does not start with '.'"
+            )
         return env
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{secrets.token_hex(2)}"
