@@ -9,6 +9,7 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +17,7 @@ import pytest
 from forecasting import _cli as forecasting_cli
 from forecasting import load_settings
 from forecasting._cli import main
-from forecasting._config import default_config_path
+from forecasting._config import IntervalSettings, ReportSettings, SelectSettings, UploadSettings, default_config_path
 from forecasting._errors import InputError
 from PIL import Image
 from storage_links import data_dir
@@ -26,6 +27,10 @@ from packages.forecasting.tests.conftest import LABELS
 
 def output_root() -> Path:
     return data_dir("forecasting", "data") / "output"
+
+
+def input_root() -> Path:
+    return data_dir("forecasting", "data") / "input"
 
 
 def predictions_root() -> Path:
@@ -289,6 +294,8 @@ def test_series_failed_in_modelling_is_listed_not_published(make_predictions, mo
         (lambda meta: meta["frequency"].pop("CPI"), "frequency has no entry for series CPI"),
         (lambda meta: meta["season_length"].pop("GDP"), "season_length has no entry for series GDP"),
         (lambda meta: meta["horizon"].pop("UNRATE"), "horizon has no entry for series UNRATE"),
+        # Python writes and reads NaN, JSON has no such value; it would reach inputs.json.
+        (lambda meta: meta["inputs"].update({"fred/GDP": float("nan")}), "not valid JSON (NaN is not a JSON value)"),
     ],
     ids=[
         "season-text",
@@ -298,6 +305,7 @@ def test_series_failed_in_modelling_is_listed_not_published(make_predictions, mo
         "no-frequency",
         "no-season",
         "no-horizon",
+        "inputs-nan",
     ],
 )
 def test_hand_edited_run_json_is_one_input_error_naming_the_key(make_predictions, monkeypatch, capsys, edit, message):
@@ -339,6 +347,55 @@ def test_bad_config_names_key_and_file(make_predictions, monkeypatch, capsys, tm
     assert run_cli(monkeypatch, "r1") == 3
     err = capsys.readouterr().err
     assert message in err and str(path) in err
+
+
+SETTINGS_TABLES = {"select": SelectSettings, "intervals": IntervalSettings, "report": ReportSettings,
+                   "upload": UploadSettings}  # fmt: skip
+FLOAT_KEYS = [(table, f.name) for table, kind in SETTINGS_TABLES.items() for f in fields(kind) if f.type == "float"]
+
+
+def test_every_float_key_is_covered_below():
+    assert FLOAT_KEYS == [("select", "single_margin"), ("upload", "connect_timeout_s"), ("upload", "read_timeout_s")]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+@pytest.mark.parametrize(("table", "key"), FLOAT_KEYS)
+@pytest.mark.parametrize("command", ["run", "upload"])
+def test_nan_and_infinity_are_config_errors_naming_file_and_key(
+    make_predictions, monkeypatch, capsys, tmp_path, command, table, key, value
+):
+    # TOML has nan and inf. NaN slipped past every bounds check: runs never matched LATEST's settings, and
+    # inputs.json held a bare NaN; upload failed with a traceback from the HTTP client's timeout.
+    path = tmp_path / "forecasting.toml"
+    path.write_text(f"[{table}]\n{key} = {value}\n")
+    monkeypatch.setenv("FORECASTING_CONFIG", str(path))
+    monkeypatch.setenv("PIPELINE_RUN_ID", "r1")
+    make_predictions("p1")
+
+    assert main([command]) == 3
+
+    assert capsys.readouterr().err == (
+        f"forecasting: error: {path}: {table}.{key} must be a finite number, got {value}\n"
+    )
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+def test_inputs_json_is_strict_json_or_nothing_is_published(make_predictions, monkeypatch, capsys):
+    # Settings are checked when read; this guards the writer itself against a NaN reaching the record.
+    make_predictions("p1")
+    settings = load_settings()
+    bad = replace(settings, select=replace(settings.select, single_margin=float("nan")))
+    monkeypatch.setattr(forecasting_cli, "load_settings", lambda: bad)
+
+    assert run_cli(monkeypatch, "r1") == 1
+
+    inputs = input_root() / "r1" / "inputs.json"
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"forecasting: error: {inputs}: would not be valid JSON (Out of range float values are not JSON compliant: "
+        "nan); nothing published"
+    )
+    assert not output_root().exists() or not any(output_root().iterdir())
+    assert not input_root().exists() or not any(input_root().iterdir())
 
 
 @pytest.mark.parametrize(

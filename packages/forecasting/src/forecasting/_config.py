@@ -6,6 +6,7 @@ string) are held in `BlobCredentials` and never formatted into a message or a lo
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterable
@@ -220,6 +221,10 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, int | float) or (integer and not isinstance(value, int)):
             kind = "an integer" if integer else "a number"
             raise ConfigError(f"{self.source}: {table}.{key} must be {kind}, got {value!r}")
+        # TOML has nan and inf: nan passes every bounds check (its comparisons are all false), never
+        # equals itself (so every run would look new), and neither is valid JSON in inputs.json.
+        if not math.isfinite(value):
+            raise ConfigError(f"{self.source}: {table}.{key} must be a finite number, got {value!r}")
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
             raise ConfigError(f"{self.source}: {table}.{key}={value!r} must be {bounds}")

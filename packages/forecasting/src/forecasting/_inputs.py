@@ -123,8 +123,8 @@ def load_predictions(run: str | None = None) -> Predictions:
 
 def _read_meta(path: Path) -> dict:
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, or _not_json's
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
         raise InputError(f"{path}: must hold a JSON object")
@@ -150,6 +150,11 @@ def _read_meta(path: Path) -> dict:
     ):
         raise InputError(f"{path}: labels must be an object keyed by series of {{{', '.join(LABEL_KEYS)}}} strings")
     return meta
+
+
+def _not_json(token: str) -> None:
+    """Python's json reads NaN and Infinity, which JSON has not: they would reach inputs.json, which is strict."""
+    raise ValueError(f"{token} is not a JSON value")
 
 
 def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:

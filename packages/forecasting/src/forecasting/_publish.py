@@ -79,6 +79,7 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     final = output_dir() / run_id
     if final.exists():
         raise ForecastingError(f"{final} already exists: output runs are never overwritten (set a new run id)")
+    inputs_json = _inputs_json(run_id, predictions, settings)  # before any write: it can fail
     if dry_run:
         log.info("dry run: would write %s/{%s}, %s and %s", final, ",".join(OUTPUT_FILES), _inputs_path(run_id), LATEST)
         return RunResult(None, predictions_run, n_series, prune(keep, dry_run=True) if keep else ())
@@ -91,8 +92,7 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    record = _inputs_record(run_id, predictions, settings)
-    atomic_write(_inputs_path(run_id), json.dumps(record, indent=2, sort_keys=True))
+    atomic_write(_inputs_path(run_id), inputs_json)
     atomic_write(output_dir() / LATEST, run_id + "\n")
     log.info("published %s: %d series -> %s", run_id, n_series, final)
     pruned = prune(keep) if keep else ()
@@ -149,6 +149,15 @@ def _write_outputs(
     atomic_write(directory / "forecasts.csv", published.forecasts.to_csv(index=False, date_format="%Y-%m-%d"))
     atomic_write(directory / "scores.csv", published.scores.to_csv(index=False, float_format="%.6g"))
     atomic_write(directory / "report.html", render(run_id, predictions, published, settings.report.history_points))
+
+
+def _inputs_json(run_id: str, predictions: Predictions, settings: Settings) -> str:
+    """inputs.json's text, strict JSON: a NaN or infinity would be written as a bare NaN token that JSON
+    readers refuse, and, NaN never equalling itself, would make every run look new to _already_published."""
+    try:
+        return json.dumps(_inputs_record(run_id, predictions, settings), indent=2, sort_keys=True, allow_nan=False)
+    except ValueError as exc:
+        raise ForecastingError(f"{_inputs_path(run_id)}: would not be valid JSON ({exc}); nothing published") from None
 
 
 def _inputs_record(run_id: str, predictions: Predictions, settings: Settings) -> dict:
