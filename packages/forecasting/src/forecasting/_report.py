@@ -184,6 +184,13 @@ def _failed_list(published: Published) -> str:
 
 
 def _chart(series: str, label: Label, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int) -> str:
+    """The series' chart as a base64 PNG."""
+    buf = io.BytesIO()
+    _figure(series, label, history, forecast, history_points).savefig(buf, format="png")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure(series: str, label: Label, history: pd.DataFrame, forecast: pd.DataFrame, history_points: int) -> Figure:
     past = history.sort_values("date").tail(history_points)
     ahead = forecast.sort_values("date")
     fig = Figure(figsize=(10, 3.4), dpi=100, layout="constrained")
@@ -201,9 +208,11 @@ def _chart(series: str, label: Label, history: pd.DataFrame, forecast: pd.DataFr
     ax.plot(line["date"], line["mean"], color="#d94801", linewidth=1.8, label="forecast")
     # The chart says what it shows on its own, as an image saved from the page must too.
     heading = series if label.title == series else f"{series}: {textwrap.shorten(label.title, 110, placeholder=' …')}"
-    ax.set_title(heading, loc="left", fontsize=11)
+    # Titles and units are the source's text ("U.S. $ per Euro"), drawn as they are: as mathtext, a `$`
+    # pair would be italicised and lost, and a lone or unbalanced one fails the whole report.
+    ax.set_title(heading, loc="left", fontsize=11, parse_math=False)
     if label.units:
-        ax.set_ylabel(textwrap.shorten(label.units, 50, placeholder=" …"), fontsize=9)
+        ax.set_ylabel(textwrap.shorten(label.units, 50, placeholder=" …"), fontsize=9, parse_math=False)
     ax.grid(True, color="#e4e7eb", linewidth=0.8)
     ax.legend(loc="upper left", fontsize=8, frameon=False, ncols=4)
     values = np.concatenate([past["value"].to_numpy(), ahead["lo95"].to_numpy(), ahead["hi95"].to_numpy()])
@@ -212,9 +221,7 @@ def _chart(series: str, label: Label, history: pd.DataFrame, forecast: pd.DataFr
         low, high = float(finite.min()), float(finite.max())
         pad = (high - low) * 0.15 or abs(high) * 0.1 or 1.0
         ax.set_ylim(low - pad * 0.3, high + pad)  # headroom for the legend
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return fig
 
 
 def _anchor(series: str) -> str:
