@@ -247,6 +247,18 @@ def test_bad_series_are_reported_and_the_others_still_modelled(
     assert set(forecasts["series"]) == {"bundled/realgdp", "fred/SALES"}
 
 
+def test_a_series_missing_a_date_is_forecast_on_its_manifest_frequency(
+    store, macro, tmp_path, predictions, monkeypatch
+):
+    # Without 2006-07-01 no frequency can be inferred from the dates; their median gap (91 days)
+    # drifted off the quarter starts: 2009-09-30, 2009-12-30, 2010-03-31...
+    store("bundled/cpi", macro("cpi").drop(index=190), "Q")
+    config = stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]')
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    forecasts = pd.read_parquet(predictions / "r1" / "forecasts.parquet")
+    assert list(forecasts["date"]) == list(pd.date_range("2009-10-01", periods=8, freq="QS"))
+
+
 def test_modelling_config_replaces_the_packaged_settings_and_the_option_replaces_both(
     two_series, tmp_path, predictions, monkeypatch, capsys
 ):

@@ -55,6 +55,7 @@ class Planned:
     ref: SeriesRef
     series: pd.Series
     fingerprint: str
+    future: pd.DatetimeIndex  # the forecast's dates
 
 
 def run(
@@ -192,20 +193,33 @@ def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
     if usable < config.min_points:
         raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: too few points ({usable} < min_points "
                           f"{config.min_points} in {config.source})")  # fmt: skip
-    return Planned(ref, series, fingerprint(series))
+    future = future_dates(series.index[-1], ref.frequency, config.horizon[ref.frequency])
+    return Planned(ref, series, fingerprint(series), future)
 
 
-def future_dates(series: pd.Series, frequency: str, horizon: int) -> pd.DatetimeIndex:
-    """The dates after the last one, at the series' own frequency (business days for "B")."""
+MONTHS = {"M": 1, "Q": 3, "A": 12}  # months per step of the month-based manifest codes
+
+
+def future_dates(last: pd.Timestamp, frequency: str, horizon: int) -> pd.DatetimeIndex:
+    """The `horizon` dates after `last`, one manifest `frequency` step apart, anchored as `last` is.
+
+    From the manifest's code, not inferred from the dates: a series missing one date has no
+    inferable frequency, and stepping by its median gap drifts off the calendar (a quarter is 90 to
+    92 days). Month-based codes keep the day `last` is on: the first of a month (quarter, year), the
+    last, or else the same day of the month. "B" steps over weekends, "W" is 7 days.
+    """
     import pandas as pd
 
-    freq = series.index.freq or pd.infer_freq(series.index[-min(len(series), 60) :])
-    if freq is None:
-        freq = {"B": "B", "D": "D", "W": "7D"}.get(frequency)
-    if freq is None:
-        step = pd.Series(series.index).diff().median()
-        return pd.DatetimeIndex([series.index[-1] + step * k for k in range(1, horizon + 1)])
-    return pd.date_range(series.index[-1], periods=horizon + 1, freq=freq)[1:]
+    if frequency in MONTHS:
+        if last.is_month_start:
+            step = pd.offsets.MonthBegin(MONTHS[frequency])
+        elif last.is_month_end:
+            step = pd.offsets.MonthEnd(MONTHS[frequency])
+        else:
+            step = pd.DateOffset(months=MONTHS[frequency])
+    else:
+        step = {"D": pd.offsets.Day(1), "B": pd.offsets.BDay(1), "W": pd.offsets.Week(1)}[frequency]
+    return pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
 
 
 def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
@@ -218,7 +232,7 @@ def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> 
     return Task(
         name=ref.name,
         series=planned.series,
-        future=future_dates(planned.series, ref.frequency, horizon),
+        future=planned.future,
         season_length=SEASON_LENGTH[ref.frequency],
         horizon=horizon,
         models=config.models,
