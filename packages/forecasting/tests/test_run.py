@@ -18,9 +18,9 @@ from forecasting import _cli as forecasting_cli
 from forecasting import load_settings
 from forecasting._cli import main
 from forecasting._config import IntervalSettings, ReportSettings, SelectSettings, UploadSettings, default_config_path
-from forecasting._errors import InputError
+from forecasting._errors import InputError, StorageError
 from PIL import Image
-from storage_links import data_dir
+from storage_links import data_dir, logs_dir
 
 from packages.forecasting.tests.conftest import LABELS
 
@@ -467,6 +467,54 @@ def test_logs_go_to_the_run_log_file(make_predictions, monkeypatch):
     assert run_cli(monkeypatch, "r1") == 0
     log_text = (data_dir("", "logs") / "r1.log").read_text()
     assert "published r1: 3 series" in log_text
+
+
+# Tests run as root, whom a read-only mode does not stop: a regular file where a directory must be
+# fails a write for every user, as a read-only directory does for the container's non-root user.
+
+
+def test_a_logs_dir_that_cannot_be_written_is_one_line_and_the_storage_exit_code(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    logs = logs_dir()
+    logs.parent.mkdir(parents=True, exist_ok=True)
+    logs.write_text("not a directory")
+
+    assert run_cli(monkeypatch, "r1") == StorageError.exit_code == 7
+
+    assert capsys.readouterr().err == f"forecasting: error: cannot set up logging: [Errno 17] File exists: '{logs}'\n"
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line_and_leaves_nothing(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    output_root().parent.mkdir(parents=True, exist_ok=True)
+    output_root().write_text("not a directory")
+
+    assert run_cli(monkeypatch, "r1") == 7
+
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"forecasting: error: {output_root() / 'r1'}: cannot publish the run: "
+        f"[Errno 20] Not a directory: '{output_root() / '.r1.partial'}'"
+    )
+    assert output_root().read_text() == "not a directory"
+    assert not input_root().exists() or not any(input_root().iterdir())
+
+
+def test_inputs_that_cannot_be_written_leave_no_output_run_and_latest_as_it_was(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    (input_root() / "r2").write_text("not a directory")  # inputs.json is written after the run dir is in place
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == 7
+
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith(f"forecasting: error: {output_root() / 'r2'}: cannot publish the run: [Errno 20] ")
+    assert str(input_root() / "r2") in err
+    assert output_runs() == ["r1"] and latest() == "r1"
+    assert not [p.name for p in output_root().iterdir() if p.name.startswith(".")]  # no staging left either
+    assert (input_root() / "r2").read_text() == "not a directory"  # not the run's to remove
 
 
 def test_module_entry_point_help_and_usage_errors(project):

@@ -38,6 +38,7 @@ _SOURCES = {
     "CredentialsError": "_errors",
     "ForecastingError": "_errors",
     "InputError": "_errors",
+    "StorageError": "_errors",
     "UploadError": "_errors",
 }
 

@@ -9,7 +9,7 @@ import sys
 from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
 
 from forecasting._config import load_settings
-from forecasting._errors import ConfigError, ForecastingError
+from forecasting._errors import ConfigError, ForecastingError, StorageError
 from forecasting._publish import run
 from forecasting._upload import checked_run_id, upload
 
@@ -17,6 +17,7 @@ log = logging.getLogger("forecasting")
 
 EXIT_CODES = """exit codes: 0 done (or nothing new, or upload skipped locally without credentials),
   1 other error, 2 usage, 3 config, 4 bad predictions input, 5 upload failed, 6 credentials,
+  7 storage (data/ or logs/ cannot be written; nothing of the run is left),
   130 / 143 stopped by Ctrl-C / SIGTERM (LATEST still names the last complete run)"""
 
 
@@ -79,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"forecasting: error: {exc}", file=sys.stderr)
         return ConfigError.exit_code
     try:
+        configure_logging("forecasting", args.log_level, this_run)
+    except (StorageLinksError, OSError) as exc:  # no log file to say it in
+        print(f"forecasting: error: cannot set up logging: {exc}", file=sys.stderr)
+        return StorageError.exit_code
+    try:
         with stop_on_signals():
-            configure_logging("forecasting", args.log_level, this_run)
             settings = load_settings()
             if args.command == "run":
                 run(this_run, settings, keep=args.keep, dry_run=args.dry_run)  # "nothing new" is logged there

@@ -29,3 +29,9 @@ class CredentialsError(UploadError):
     """Blob Storage credentials are missing (prod profile), malformed or refused."""
 
     exit_code = 6
+
+
+class StorageError(ForecastingError):
+    """data/ or logs/ cannot be written; what the run had written is removed and LATEST is unchanged."""
+
+    exit_code = 7

@@ -5,6 +5,9 @@ Order of writes, so a crash at any point leaves LATEST on the last complete run:
 2. that directory renamed to data/output/<run>/ (a run directory exists only when complete),
 3. data/input/<run>/inputs.json (which predictions run and content hashes it used),
 4. data/output/LATEST, last.
+A run that fails or is stopped before LATEST moves removes what it wrote (a run directory without
+its inputs.json would otherwise be left for `upload` to refuse), and a write the file system refuses
+is a StorageError naming the path.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import TYPE_CHECKING
 from storage_links import atomic_path, atomic_write, data_dir
 
 from forecasting._config import Settings, check_floor
-from forecasting._errors import ForecastingError, InputError
+from forecasting._errors import ForecastingError, InputError, StorageError
 from forecasting._inputs import Predictions, latest_run_id, load_predictions
 
 if TYPE_CHECKING:
@@ -85,15 +88,23 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
         return RunResult(None, predictions_run, n_series, prune(keep, dry_run=True) if keep else ())
     _clear_stale_staging()
     staging = output_dir() / f".{run_id}{_PARTIAL}"
-    staging.mkdir(parents=True)
+    inputs = _inputs_path(run_id)
+    inputs_were_there = inputs.parent.exists()
     try:
+        staging.mkdir(parents=True)
         _write_outputs(staging, run_id, predictions, published, settings)
         staging.rename(final)
-    except BaseException:
+        atomic_write(inputs, inputs_json)
+        atomic_write(output_dir() / LATEST, run_id + "\n")
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if latest_output() != run_id:  # not published: leave nothing of it behind
+            shutil.rmtree(final, ignore_errors=True)
+            if not inputs_were_there:
+                shutil.rmtree(inputs.parent, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise StorageError(f"{final}: cannot publish the run: {exc}") from None
         raise
-    atomic_write(_inputs_path(run_id), inputs_json)
-    atomic_write(output_dir() / LATEST, run_id + "\n")
     log.info("published %s: %d series -> %s", run_id, n_series, final)
     pruned = prune(keep) if keep else ()
     return RunResult(run_id, predictions_run, n_series, pruned)
