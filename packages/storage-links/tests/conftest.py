@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import storage_links
 from storage_links._cli import main
 from storage_links.testing import ROOT_PYPROJECT
 
@@ -70,6 +72,64 @@ def any_fs_env(request, env, monkeypatch, tmp_path):
         monkeypatch.setenv("FILESHARE_ROOT", str(share))
         env.share = share
     return env
+
+
+NOBODY = 65534
+SYSTEM_PYTHON = Path("/usr/bin/python3")  # one any user may run, unlike a venv's Python under /root
+SOURCE = Path(storage_links.__file__).parents[1]  # storage-links is stdlib only: its source is all it needs
+
+
+@pytest.fixture
+def nobody_env() -> Iterator[Env]:
+    """`env`'s tree owned by user nobody, somewhere nobody can reach (pytest's tmp_path is 0700).
+
+    Mode bits do not stop root, so tests of what another user may not write run the CLI as nobody
+    (`run_as_nobody`); arranging that needs root, so it is skipped otherwise."""
+    if os.geteuid() != 0 or not SYSTEM_PYTHON.exists():
+        pytest.skip("needs root, to run the CLI as another user, and /usr/bin/python3")
+    top = Path(tempfile.mkdtemp(prefix="storage-links-nobody-"))
+    try:
+        os.chmod(top, 0o755)
+        root, share = top / "project", top / "share"
+        (root / "packages" / "alpha").mkdir(parents=True)
+        (root / "pyproject.toml").write_text(ROOT_PYPROJECT)
+        (root / "packages" / "alpha" / "pyproject.toml").write_text(ALPHA)
+        share.mkdir()
+        (top / "cache").mkdir()
+        yield Env(root, share)
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.fixture
+def run_as_nobody() -> Callable[..., subprocess.CompletedProcess]:
+    """Give the whole tree to nobody, then run the CLI as nobody against it."""
+
+    def run(env: Env, *args: str, keep_root: tuple[Path, ...] = ()) -> subprocess.CompletedProcess:
+        top = env.root.parent
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in [".", *dirnames, *filenames]:
+                path = os.path.join(dirpath, name)
+                owner = 0 if os.path.normpath(path) in {str(p) for p in keep_root} else NOBODY
+                os.chown(path, owner, owner, follow_symlinks=False)
+        variables = {
+            "PIPELINE_ROOT": str(env.root),
+            "FILESHARE_ROOT": str(env.share),
+            "XDG_CACHE_HOME": str(top / "cache"),
+            "HOME": str(top),
+            "PYTHONPATH": str(SOURCE),
+        }
+        return subprocess.run(
+            [str(SYSTEM_PYTHON), "-m", "storage_links", *args],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **variables},
+            user=NOBODY,
+            group=NOBODY,
+            extra_groups=[],
+        )
+
+    return run
 
 
 @dataclass

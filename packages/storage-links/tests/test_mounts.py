@@ -33,6 +33,18 @@ def test_read_only_share(env, cli, bind_mount, snapshot):
     assert snapshot(env.root, env.share) == before
 
 
+def test_read_only_target_is_a_conflict_before_anything_changes(env, cli, bind_mount, snapshot):
+    env.local().mkdir()
+    (env.local() / "f").write_text("keep")
+    env.target().mkdir(parents=True)
+    bind_mount(env.target(), "-o", "ro")
+    before = snapshot(env.root, env.share)
+    result = cli("init")
+    assert result.code == 3
+    assert f"conflict: alpha/data: {env.target()} on the share is on a read-only file system\n" in result.err
+    assert snapshot(env.root, env.share) == before
+
+
 def test_read_only_target_fails_validate(env, cli, bind_mount):
     assert cli("init").code == 0
     bind_mount(env.target(), "-o", "ro")

@@ -45,8 +45,10 @@ options:
 conflicts: before changing anything, init lists every conflict and stops: a file
 where a directory belongs (either side), a local symlink pointing elsewhere, a
 symlink or special file inside the data (the share cannot hold symlinks, and
-storage-links never follows one out of the tree), a share that is missing, not a
-directory, read-only, or (with --require-mount) not a mount point. A name present
+storage-links never follows one out of the tree), a directory init would write
+into or remove from that this user cannot write (or that is on a read-only mount),
+a share that is missing, not a directory, read-only, or (with --require-mount) not
+a mount point. A name present
 on both sides with different content is not a conflict: the share's version is
 kept and the local one is saved beside it as <name>.local-conflict-<UTC time>.
 A contract that names a path outside its package (or the share) is refused

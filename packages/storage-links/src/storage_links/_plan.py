@@ -99,14 +99,36 @@ def _unescape_mountinfo(field: str) -> str:
 def plan_init(declared: list[Declared], share: str, *, require_mount: bool = False) -> Plan:
     plan = Plan()
     plan.share_problems = check_share(share, require_mount=require_mount)
+    checked: set[str] = set()  # a directory two links write into is reported once
     for link in declared:
         lp = LinkPlan(link, share)
         plan.links.append(lp)
+        writes: dict[str, str] = {}  # existing directories acting writes into (or removes from) -> where
         _plan_local_side(lp, plan.conflicts)
-        _plan_share_dirs(lp, share, plan.conflicts)
+        _plan_share_dirs(lp, share, plan.conflicts, writes)
         for source in lp.sources:
-            _walk_source(lp, source, lp.target, plan.conflicts, ours=source != lp.local)
+            _walk_source(lp, source, lp.target, plan.conflicts, writes, ours=source != lp.local)
+        if lp.changes and os.path.isdir(lp.target) and not os.path.islink(lp.target):
+            writes[lp.target] = " on the share"  # data moves in, and the new link must validate
+        for path in sorted(writes.keys() - checked):
+            checked.add(path)
+            why = _not_writable(path)
+            if why:
+                plan.conflicts.append(f"{lp.label}: {path}{writes[path]} {why}")
     return plan
+
+
+def _not_writable(path: str) -> str:
+    """Why this user cannot create or remove entries in the directory `path` ('' if it can).
+
+    access(2) answers for this user's uid and groups, and says no on a read-only mount even to root."""
+    if os.access(path, os.W_OK | os.X_OK):
+        return ""
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "is on a read-only file system" if read_only else f"is not writable by this user (uid {os.getuid()})"
 
 
 def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
@@ -160,7 +182,7 @@ def _same_or_nested(a: str, b: str) -> bool:
     return ra == rb or rb.startswith(ra + os.sep) or ra.startswith(rb + os.sep)
 
 
-def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str]) -> None:
+def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str], writes: dict[str, str]) -> None:
     """Every directory the share must hold for this link: the target's chain and the declared subdirs."""
     wanted = []
     path = share
@@ -179,6 +201,8 @@ def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str]) -> None:
         except FileNotFoundError:
             missing.append(path)
             lp.make_dirs.append(path)
+            if os.path.dirname(path) != share:  # the share root itself is check_share's
+                writes[os.path.dirname(path)] = " on the share"
             continue
         except NotADirectoryError:
             continue  # a parent is a file: reported for that parent
@@ -193,13 +217,19 @@ def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str]) -> None:
                 conflicts.append(f"{lp.label}: {local_sub} is not a directory, but the contract declares {sub}/")
 
 
-def _walk_source(lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str], *, ours: bool) -> None:
+def _walk_source(
+    lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str], writes: dict[str, str], *, ours: bool
+) -> None:
     """Check every entry of a local tree against the share; count what moves."""
     try:
         entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
     except OSError as exc:
         conflicts.append(f"{lp.label}: cannot read {src_dir}: {exc.strerror}")
         return
+    if entries:
+        writes[src_dir] = ""  # each entry is removed here once it is on the share
+        if os.path.isdir(dst_dir) and not os.path.islink(dst_dir):
+            writes[dst_dir] = " on the share"
     for entry in entries:
         dst = os.path.join(dst_dir, entry.name)
         if entry.is_symlink():
@@ -211,7 +241,7 @@ def _walk_source(lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str],
             if os.path.lexists(dst) and (os.path.islink(dst) or not os.path.isdir(dst)):
                 conflicts.append(f"{lp.label}: {dst} on the share is a file where the directory {entry.path} goes")
             else:
-                _walk_source(lp, entry.path, dst, conflicts, ours=ours)
+                _walk_source(lp, entry.path, dst, conflicts, writes, ours=ours)
         elif entry.is_file(follow_symlinks=False):
             if ours and entry.name.endswith(PARTIAL_SUFFIX):
                 continue  # an interrupted copy of ours: removed, not migrated

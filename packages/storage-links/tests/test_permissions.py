@@ -1,0 +1,54 @@
+"""Directories this user cannot write are conflicts found while planning, never a failure halfway.
+
+Mode bits do not stop root, so these run the CLI as user nobody (see conftest's `nobody_env`).
+A read-only mount is in test_mounts.py.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+NOBODY = 65534
+
+
+def fill(env) -> None:
+    (env.local() / "sub").mkdir(parents=True)
+    (env.local() / "f.csv").write_text("1,2\n")
+    (env.local() / "sub" / "g").write_text("g")
+
+
+@pytest.mark.parametrize("unwritable", ["alpha", "alpha/data", "alpha/data/sub"])
+def test_an_unwritable_share_directory_is_a_conflict(nobody_env, run_as_nobody, snapshot, unwritable):
+    env = nobody_env
+    fill(env)
+    (env.share / unwritable).mkdir(parents=True)
+    before = snapshot(env.root, env.share)
+    proc = run_as_nobody(env, "init", keep_root=(env.share / unwritable,))
+    assert proc.returncode == 3, proc.stderr
+    expected = f"alpha/data: {env.share / unwritable} on the share is not writable by this user (uid {NOBODY})"
+    assert proc.stderr.splitlines()[0] == f"storage-links: conflict: {expected}"
+    assert sum("not writable" in line for line in proc.stderr.splitlines()) == 1
+    assert snapshot(env.root, env.share) == before
+    assert not env.local("logs").exists()  # no other link was made either
+
+
+def test_an_unwritable_local_directory_is_a_conflict(nobody_env, run_as_nobody, snapshot):
+    # Its files could be copied to the share but not removed here.
+    env = nobody_env
+    fill(env)
+    before = snapshot(env.root, env.share)
+    proc = run_as_nobody(env, "init", keep_root=(env.local() / "sub",))
+    assert proc.returncode == 3, proc.stderr
+    assert f"conflict: alpha/data: {env.local() / 'sub'} is not writable by this user (uid {NOBODY})" in proc.stderr
+    assert snapshot(env.root, env.share) == before
+
+
+def test_the_same_tree_owned_by_the_user_is_migrated(nobody_env, run_as_nobody):
+    env = nobody_env
+    fill(env)
+    proc = run_as_nobody(env, "init")
+    assert proc.returncode == 0, proc.stderr
+    assert (env.target() / "sub" / "g").read_text() == "g"
+    assert os.readlink(env.local()) == str(env.target())
