@@ -232,6 +232,40 @@ def test_new_predictions_make_a_new_run_and_keep_prunes_all_but_latest(make_pred
     assert output_runs() == ["r3", "r4"]
 
 
+def publish_two_runs(make_predictions, monkeypatch) -> None:
+    for k in (1, 2):
+        make_predictions(f"p{k}", seed=k)
+        assert run_cli(monkeypatch, f"r{k}") == 0
+
+
+def test_keep_prunes_a_runs_inputs_with_its_outputs(make_predictions, monkeypatch):
+    publish_two_runs(make_predictions, monkeypatch)
+
+    assert run_cli(monkeypatch, "r3", "--keep", "1") == 0  # nothing new: only prunes
+
+    assert output_runs() == ["r2"] and latest() == "r2"
+    assert sorted(p.name for p in input_root().iterdir()) == ["r2"]
+
+
+def test_keep_prunes_orphaned_inputs_but_nothing_linked_or_not_a_run(make_predictions, monkeypatch, tmp_path):
+    publish_two_runs(make_predictions, monkeypatch)
+    (input_root() / "r0").mkdir()  # inputs whose output run an earlier version pruned
+    (input_root() / "r0" / "inputs.json").write_text("{}")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.txt").write_text("not the stage's")
+    (input_root() / "r00").symlink_to(elsewhere)
+    (output_root() / "r05").symlink_to(elsewhere)
+    (input_root() / "notes here").mkdir()  # not a run id
+
+    assert run_cli(monkeypatch, "r3", "--keep", "1") == 0
+
+    assert sorted(p.name for p in output_root().iterdir() if not p.is_symlink() and p.is_dir()) == ["r2"]
+    assert sorted(p.name for p in input_root().iterdir()) == ["notes here", "r00", "r2"]
+    assert (output_root() / "r05").is_symlink() and (input_root() / "r00").is_symlink()
+    assert (elsewhere / "precious.txt").read_text() == "not the stage's"
+
+
 def test_dry_run_writes_nothing(make_predictions, monkeypatch):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1", "--dry-run") == 0

@@ -39,7 +39,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Publish the predictions run that predictions/LATEST names, unless it is already published "
         "under the same settings.",
     )
-    run_cmd.add_argument("--keep", type=_positive, metavar="N", help="then prune local output runs beyond the newest N")
+    run_cmd.add_argument(
+        "--keep", type=_positive, metavar="N", help="then prune local runs (output and input) beyond the newest N"
+    )
     up_cmd = commands.add_parser(
         "upload",
         parents=[common],

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import atomic_path, atomic_write, data_dir
+from storage_links import atomic_path, atomic_write, data_dir, is_run_id
 
 from forecasting._config import Settings, check_floor
 from forecasting._errors import ForecastingError, InputError, StorageError
@@ -111,20 +112,43 @@ def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bo
 
 
 def prune(keep: int, *, dry_run: bool = False) -> tuple[str, ...]:
-    """Remove local output runs beyond the newest `keep` (by run id, which sorts by time); never LATEST's."""
+    """Remove local runs beyond the newest `keep` (by run id, which sorts by time), their output and input
+    folders both; never LATEST's. Input folders whose output run is already gone (left by versions that
+    pruned outputs only) go too when older than every run kept. Returns the run ids removed."""
     if keep < 1:
         raise ValueError("keep must be at least 1")
     latest = latest_output()
-    root = output_dir()
-    runs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
-    doomed = [r for r in runs[: max(len(runs) - keep, 0)] if r != latest]
-    for run_name in doomed:
+    outputs = _run_dirs(output_dir())
+    doomed = [r for r in outputs[: max(len(outputs) - keep, 0)] if r != latest]
+    kept = [r for r in outputs if r not in doomed]
+    inputs = _run_dirs(input_dir())
+    orphans = [r for r in inputs if r not in outputs and kept and r < kept[0]]
+    # Output first: an input folder left by a failure here is an orphan the next prune removes, while an
+    # output run without its inputs.json would be refused by upload.
+    removals = [(output_dir() / r, f"output run {r}") for r in doomed]
+    removals += [(input_dir() / r, f"inputs of run {r}") for r in sorted((set(doomed) & set(inputs)) | set(orphans))]
+    for path, what in removals:
         if dry_run:
-            log.info("dry run: would prune output run %s", run_name)
-        else:
-            shutil.rmtree(root / run_name)
-            log.info("pruned output run %s", run_name)
-    return tuple(doomed)
+            log.info("dry run: would prune %s", what)
+            continue
+        try:
+            shutil.rmtree(path)
+        except OSError as exc:
+            raise StorageError(f"{path}: cannot prune {what}: {exc}") from None
+        log.info("pruned %s", what)
+    return tuple(sorted(set(doomed) | set(orphans)))
+
+
+def _run_dirs(root: Path) -> list[str]:
+    """The run ids that name real folders in `root`, sorted. Links are never followed for removal: a
+    linked run (or a linked `root`) may hold data that is not this stage's to delete."""
+    if root.is_symlink():
+        log.warning("%s is a symlink; its runs are not pruned", root)
+        return []
+    if not root.is_dir():
+        return []
+    with os.scandir(root) as entries:
+        return sorted(e.name for e in entries if is_run_id(e.name) and e.is_dir(follow_symlinks=False))
 
 
 def _already_published(predictions_run: str, settings: Settings) -> bool:
