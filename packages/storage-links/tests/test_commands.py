@@ -26,6 +26,12 @@ def test_validate_passes_after_init(env, cli):
         ("elsewhere", "wrong-target", "{local} points to {elsewhere}, the contract says {target}"),
         ("target gone", "target-missing", "{local} -> {target}: the target does not exist"),
         ("target a file", "target-not-directory", "{local} -> {target}: the target is a regular file"),
+        (
+            "target a symlink off the share",
+            "target-symlink",
+            "{local} -> {target}: {target} on the share is a symlink to {elsewhere}; the share must hold plain "
+            "directories",
+        ),
         ("subdir gone", "subdir-missing", "{local} -> {target}: declared subdirectory input/ is missing"),
     ],
 )
@@ -33,7 +39,12 @@ def test_validate_names_each_problem_and_changes_nothing(env, cli, snapshot, tmp
     assert cli("init").code == 0
     local, target, elsewhere = env.local(), env.target(), tmp_path / "elsewhere"
     elsewhere.mkdir()
-    if breakage not in ("target gone", "target a file", "subdir gone"):
+    if breakage == "target a symlink off the share":
+        # The data lives outside the share while the link still resolves: a state init refuses.
+        elsewhere.rmdir()
+        target.rename(elsewhere)
+        target.symlink_to(elsewhere)
+    elif breakage not in ("target gone", "target a file", "subdir gone"):
         local.unlink()
     if breakage == "plain directory":
         local.mkdir()
@@ -58,6 +69,21 @@ def test_validate_names_each_problem_and_changes_nothing(env, cli, snapshot, tmp
     assert doc["ok"] is False and doc["error"]["type"] == "ValidationError" and doc["error"]["exit_code"] == 2
     assert {row["link"]: row["state"] for row in doc["links"]}["alpha/data"] == state
     assert json.loads(cli("--json", "status").out)["links"][1]["state"] == state
+
+
+def test_validate_refuses_a_symlink_anywhere_between_the_share_and_the_target(env, cli, tmp_path):
+    assert cli("init").code == 0
+    elsewhere = tmp_path / "elsewhere"
+    (env.share / "alpha").rename(elsewhere)
+    (env.share / "alpha").symlink_to(elsewhere)
+    result = cli("validate")
+    assert result.code == 2
+    assert result.err.splitlines() == [
+        f"storage-links: alpha/{name}: {env.local(name)} -> {env.target('alpha/' + name)}: {env.share / 'alpha'} "
+        f"on the share is a symlink to {elsewhere}; the share must hold plain directories"
+        for name in ("data", "cache")
+    ]
+    assert "target-symlink" in cli("status").out
 
 
 def test_validate_read_only_target(env, cli, monkeypatch):

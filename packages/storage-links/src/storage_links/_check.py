@@ -17,6 +17,7 @@ MISSING = "missing"  # nothing at the local path
 DIRECTORY = "directory"  # a plain directory: data not migrated yet
 NOT_A_DIRECTORY = "not-a-directory"  # a regular file (or other non-directory) where the directory belongs
 WRONG_TARGET = "wrong-target"  # a symlink pointing somewhere else
+TARGET_SYMLINK = "target-symlink"  # the target, or a directory above it on the share, is a symlink
 TARGET_MISSING = "target-missing"
 TARGET_NOT_DIRECTORY = "target-not-directory"
 TARGET_READ_ONLY = "target-read-only"
@@ -50,6 +51,15 @@ def inspect(link: Declared, share: str) -> tuple[str, str]:
         return NOT_A_DIRECTORY, f"{local} is a {_kind(st.st_mode)} where the data directory's symlink belongs"
     if not points_to(local, target):
         return WRONG_TARGET, f"{local} points to {os.readlink(local)}, the contract says {target}"
+    path = share
+    for part in share_rel.split("/"):
+        # A symlink on the share would keep the data elsewhere while the link still resolves; init refuses one.
+        path = os.path.join(path, part)
+        if os.path.islink(path):
+            return TARGET_SYMLINK, (
+                f"{local} -> {target}: {path} on the share is a symlink to {os.readlink(path)}; "
+                f"the share must hold plain directories"
+            )
     try:
         target_st = os.stat(target)
     except OSError:

@@ -27,8 +27,9 @@ commands:
               --dry-run        print what would be done, change nothing
               --require-mount  fail unless the share is a mount point
               --break-lock     break the share's lock even if its owner may be alive
-  validate  read-only: every link is a symlink to its target, which exists and is
-            writable; one line per problem, exit 0 only when all hold
+  validate  read-only: every link is a symlink to its target, which exists, is
+            writable, and is a plain directory on the share (no symlink on the way
+            from the share root); one line per problem, exit 0 only when all hold
   status    a table of every link and its state (always exit 0)
   unlink    turn each link back into a plain directory holding a copy of the
             share's data (the share keeps its copy)
