@@ -1,5 +1,6 @@
 """The stage end to end on a scaffolded root: outputs, incremental re-runs, the cache, bad input."""
 
+import contextlib
 import json
 import os
 import signal
@@ -196,6 +197,33 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
 
 
+def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
+    # A killed `make run` (or tini -g) signals every process of the group, the workers included.
+    config, cache = many_quick
+    command = [sys.executable, "-m", "modelling", "run", "--jobs", "2", "--config", str(config)]
+    stage = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while not list(cache.glob("*.json")):
+            assert stage.poll() is None, stage.communicate()[1]
+            time.sleep(0.01)
+        os.killpg(stage.pid, signal.SIGTERM)
+        err = stage.communicate(timeout=120)[1]
+        for _ in range(600):  # the workers' exit may trail the parent's by a moment
+            try:
+                os.killpg(stage.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("a worker outlived the stage")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stage.pid, signal.SIGKILL)
+
+    assert stage.returncode == 143, err
+    assert "modelling: stopped by SIGTERM" in err and "Traceback" not in err
+
+
 def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fits_cached(many_quick, predictions):
     config, cache = many_quick
     stage = start_stage_once_a_fit_is_cached(config, cache)
@@ -226,6 +254,54 @@ def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(
     assert model("r2", monkeypatch) == EXIT_OK
     assert capsys.readouterr().err.count("ignoring cache entry") == 2
     assert not (root / "pwned").exists()
+
+
+def set_choice(**values):
+    return lambda choice: choice | values
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "message"),
+    [
+        (set_choice(params=[1.0]), "ignoring cache entry {entry} for fred/SALES: 1 parameters for a model with 3"),
+        (
+            set_choice(order=[99, 0, 0]),
+            "ignoring cache entry {entry} for fred/SALES: order [99, 0, 0] x [1, 1, 1, 12] "
+            "is beyond the search's bounds",
+        ),
+        (
+            set_choice(seasonal_order=[1, 1, 1, 4]),
+            "ignoring cache entry {entry} for fred/SALES: seasonal period 4 for a season of 12",
+        ),
+        # Well-formed, but no use: only fitting shows it.
+        (
+            set_choice(params=[50.0, 50.0, 50.0]),
+            "fred/SALES: auto_sarima: the cached model failed (non-finite ARIMA forecast); searched afresh",
+        ),
+    ],
+    ids=["parameter-count", "order", "season", "explosive"],
+)
+def test_a_cache_entry_of_no_use_is_searched_afresh_and_replaced(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys, corrupt, message
+):
+    store("fred/SALES", make_monthly(60), "M")
+    config = stage_config(tmp_path, "sarima.toml", models='["auto_sarima"]', folds="0")
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    (entry,) = (root / "packages" / "modelling" / "cache" / "sarima_params").glob("*.json")
+    good = json.loads(entry.read_text())
+    assert good["choice"]["order"] == [0, 1, 1] and good["choice"]["seasonal_order"] == [1, 1, 1, 12]
+    entry.write_text(json.dumps(good | {"choice": corrupt(good["choice"])}))
+    (predictions / "LATEST").unlink()  # no run to reuse: the cache is consulted
+    capsys.readouterr()
+
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
+
+    err = capsys.readouterr().err
+    assert message.format(entry=entry) in err
+    assert "fell back" not in err
+    first, second = (pd.read_parquet(predictions / run / "forecasts.parquet") for run in ("r1", "r2"))
+    pd.testing.assert_frame_equal(first, second)  # as the search found it, not seasonal naive
+    assert json.loads(entry.read_text()) == good  # the search's result replaced the entry
 
 
 def test_bad_series_are_reported_and_the_others_still_modelled(

@@ -7,7 +7,9 @@ vouch for (its own length), so a lookup tells three cases apart:
 - "extended": the old values are a prefix of the new ones: refit from the cached order and params;
 - None: no usable entry: full search.
 JSON, never pickle: a foreign file is data to check, not code to run. Anything that does not parse
-into a well-formed entry is ignored with a warning.
+into a well-formed entry (a choice the search could have made for this season length, with one
+parameter per coefficient) is ignored with a warning naming the file; the full search that follows
+writes its result over it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def entry_path(cache_dir: Path, series: str, config_fingerprint: str) -> Path:
     return cache_dir / f"{digest}.json"
 
 
-def lookup(cache_dir: Path, series_name: str, series: pd.Series, config_fingerprint: str) -> Hit | None:
+def lookup(
+    cache_dir: Path, series_name: str, series: pd.Series, season_length: int, config_fingerprint: str
+) -> Hit | None:
     path = entry_path(cache_dir, series_name, config_fingerprint)
     if not path.exists():
         return None
@@ -52,6 +56,8 @@ def lookup(cache_dir: Path, series_name: str, series: pd.Series, config_fingerpr
         if entry.get("config") != config_fingerprint:
             raise ValueError("written for another configuration")
         choice = Choice.from_json(entry["choice"])
+        if choice.seasonal_order[3] not in (0, season_length):
+            raise ValueError(f"seasonal period {choice.seasonal_order[3]} for a season of {season_length}")
         length = int(entry["length"])
         values_fp = str(entry["fingerprint"])
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -78,6 +78,13 @@ def _fit(task: Task, outcome: Outcome) -> None:
     forecasts, backtests, rows = [], [], []
     for model in task.models:
         forecast = _forecaster(task, model, final=True)(task.series, m, h, levels=task.levels)
+        if model == "auto_sarima" and task.cached is not None and forecast.attrs.get("fallback"):
+            # The cached model failed where a search might not (the backtests' scores come from
+            # searches): search afresh, and the cache then holds the result instead.
+            outcome.notes.append(
+                f"auto_sarima: the cached model failed ({forecast.attrs['fallback']}); searched afresh"
+            )
+            forecast = _forecaster(task, model, final=False)(task.series, m, h, levels=task.levels)
         if forecast.attrs.get("fallback"):
             outcome.notes.append(
                 f"{model}: fell back to {forecast.attrs['fallback_model']}: {forecast.attrs['fallback']}"

@@ -228,12 +228,13 @@ def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> 
 
     ref = planned.ref
     horizon = config.horizon[ref.frequency]
-    hit = _cache.lookup(cache_dir, ref.name, planned.series, config_fp) if "auto_sarima" in config.models else None
+    m = SEASON_LENGTH[ref.frequency]
+    hit = _cache.lookup(cache_dir, ref.name, planned.series, m, config_fp) if "auto_sarima" in config.models else None
     return Task(
         name=ref.name,
         series=planned.series,
         future=planned.future,
-        season_length=SEASON_LENGTH[ref.frequency],
+        season_length=m,
         horizon=horizon,
         models=config.models,
         levels=config.levels,
@@ -254,6 +255,11 @@ def _start_worker() -> None:
     # Ctrl-C reaches every process of the terminal's group; the parent alone decides what stops
     # (the workers would otherwise each print a traceback and break the pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A SIGTERM (the parent's terminate(), or one sent to the whole group: a killed `make run`)
+    # ends a worker at once. The handler inherited from the parent would instead raise inside the
+    # fit under way, which the pool hands back as that fit's error, and the worker would then wait
+    # for more work, for ever once the parent is gone.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:

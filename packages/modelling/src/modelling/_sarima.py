@@ -33,6 +33,7 @@ from modelling._frame import begin, frame
 log = logging.getLogger(__name__)
 
 MAX_P, MAX_Q, MAX_SP, MAX_SQ = 5, 5, 2, 2  # auto.arima's defaults
+MAX_D, MAX_SD = 2, 1  # the most differences _differencing.ndiffs and nsdiffs choose
 MAX_MODELS = 94
 EXACT_MAXITER = 50
 # statsmodels defaults to pgtol=1e-8, factr=1e2 (runs to maxiter); a relative change of ~1e-7 in the
@@ -62,18 +63,33 @@ class Choice:
 
     @classmethod
     def from_json(cls, data: Mapping) -> Choice:
-        """Raises KeyError, TypeError or ValueError on anything that is not a well-formed choice."""
+        """Raises KeyError, TypeError or ValueError on anything that is not a choice the search could
+        have made: orders within its bounds, and one parameter per coefficient SARIMAX estimates."""
         order = tuple(int(v) for v in data["order"])
         seasonal = tuple(int(v) for v in data["seasonal_order"])
         if len(order) != 3 or len(seasonal) != 4 or min(order + seasonal) < 0:
             raise ValueError("orders must be 3 and 4 non-negative integers")
+        (p, d, q), (P, D, Q, s) = order, seasonal
+        if p > MAX_P or d > MAX_D or q > MAX_Q or P > MAX_SP or D > MAX_SD or Q > MAX_SQ:
+            raise ValueError(f"order {list(order)} x {list(seasonal)} is beyond the search's bounds "
+                             f"({MAX_P}, {MAX_D}, {MAX_Q}) x ({MAX_SP}, {MAX_SD}, {MAX_SQ})")  # fmt: skip
+        if (s == 0) != (P == D == Q == 0) or s == 1:
+            raise ValueError(f"seasonal_order {list(seasonal)}: a seasonal part needs a period of 2 or more, "
+                             "and a period a seasonal part")  # fmt: skip
         lam = float(data["boxcox_lambda"])
         if lam not in _boxcox.SNAP:
             raise ValueError(f"boxcox_lambda {lam} is not one of {_boxcox.SNAP}")
         params = tuple(float(v) for v in data["params"])
         if not all(np.isfinite(params)):
             raise ValueError("params must be finite")
-        return cls(order, seasonal, bool(data["constant"]), lam, params)  # type: ignore[arg-type]
+        constant = data["constant"]
+        if not isinstance(constant, bool):
+            raise TypeError(f"constant must be true or false, got {constant!r}")
+        # SARIMAX's own parameters: [intercept], ar, ma, seasonal ar, seasonal ma (the scale is concentrated out).
+        expected = int(constant) + p + q + P + Q
+        if len(params) != expected:
+            raise ValueError(f"{len(params)} parameters for a model with {expected}")
+        return cls(order, seasonal, constant, lam, params)  # type: ignore[arg-type]
 
 
 def auto_sarima(
