@@ -191,6 +191,9 @@ def test_init_after_an_interrupted_unlink_keeps_no_partial_copy(env, cli):
         (["--bogus", "init"], "unknown option --bogus (before the command)"),
         (["init", "extra"], "unexpected argument 'extra'"),
         (["--root"], "--root needs a path"),
+        (["--share=", "init"], "--share needs a path"),
+        (["--share", "", "init"], "--share needs a path"),
+        (["--root=", "validate"], "--root needs a path"),
     ],
 )
 def test_usage_errors(env, cli, args, message):

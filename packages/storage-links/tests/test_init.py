@@ -288,6 +288,25 @@ def test_a_share_inside_the_data_directory_is_refused(env, cli, monkeypatch, sna
     before = snapshot(env.root)
     result = cli("init")
     assert result.code == 3
-    target = inner / "alpha" / "data"
-    assert f"alpha/data: {env.local()} and the share directory {target} overlap" in result.err
+    assert result.err.splitlines()[0] == (
+        f"storage-links: conflict: alpha/data: the share {inner} is inside the data directory {env.local()}; "
+        f"data would be moved into itself"
+    )
     assert snapshot(env.root) == before
+
+
+@pytest.mark.parametrize("where", [".", "packages", "packages/alpha"])
+def test_a_share_holding_data_directories_is_refused_before_they_exist(env, cli, monkeypatch, snapshot, where):
+    # FILESHARE_ROOT=. made logs -> <root>/logs, a symlink to itself, and scattered directories into the checkout.
+    monkeypatch.setenv("FILESHARE_ROOT", where)
+    share = os.path.normpath(env.root / where)
+    before = snapshot(env.root, env.share)
+    result = cli("init")
+    assert result.code == 3
+    names = ["logs", "data", "cache"] if where == "." else ["data", "cache"]
+    assert result.err.splitlines() == [
+        f"storage-links: conflict: {'logs' if name == 'logs' else 'alpha/' + name}: the share {share} contains "
+        f"the data directory {env.local(name)}; the share must lie outside the project's data directories"
+        for name in names
+    ] + [f"storage-links: {len(names)} conflict(s); nothing was changed"]
+    assert snapshot(env.root, env.share) == before

@@ -39,7 +39,8 @@ commands:
 options:
   --root PATH    project root (default: PIPELINE_ROOT, else the installed workspace)
   --share PATH   share root (default: FILESHARE_ROOT, which the image sets to
-                 /mnt/fileshare, a relative one from <root>; else <root>/local_fileshare)
+                 /mnt/fileshare, a relative one from <root>; else <root>/local_fileshare);
+                 an empty PATH is a usage error, an empty FILESHARE_ROOT means unset
   --json         print one JSON document on stdout, for success and errors alike
   -h, --help     show this help
 
@@ -48,8 +49,9 @@ where a directory belongs (either side), a local symlink pointing elsewhere, a
 symlink or special file inside the data (the share cannot hold symlinks, and
 storage-links never follows one out of the tree), a directory init would write
 into or remove from that this user cannot write (or that is on a read-only mount),
-a share that is missing, not a directory, read-only, or (with --require-mount) not
-a mount point. A name present
+a share that is missing, not a directory, read-only, (with --require-mount) not
+a mount point, or that is, lies inside or holds a data directory (FILESHARE_ROOT=.,
+say; then nothing else is checked). A name present
 on both sides with different content is not a conflict: the share's version is
 kept and the local one is saved beside it as <name>.local-conflict-<UTC time>.
 A contract that names a path outside its package (or the share) is refused
@@ -87,9 +89,11 @@ def parse(argv: list[str]) -> tuple[str, dict[str, object]]:
         name, eq, value = arg.partition("=")
         if name in VALUED:
             if not eq:
-                value = next(args, None)
-                if value is None or value.startswith("-"):
+                value = next(args, "")
+                if value.startswith("-"):
                     raise UsageError(f"{name} needs a path")
+            if not value:  # not the current directory: --share= would put the share in the checkout
+                raise UsageError(f"{name} needs a path")
             opts[name] = value
         elif arg.startswith("-"):
             if arg not in FLAGS and arg not in COMMANDS.get(command, ()):

@@ -99,6 +99,9 @@ def _unescape_mountinfo(field: str) -> str:
 def plan_init(declared: list[Declared], share: str, *, require_mount: bool = False) -> Plan:
     plan = Plan()
     plan.share_problems = check_share(share, require_mount=require_mount)
+    plan.conflicts = _share_overlaps(declared, share)
+    if plan.conflicts:
+        return plan  # every other finding would follow from the misplaced share
     checked: set[str] = set()  # a directory two links write into is reported once
     for link in declared:
         lp = LinkPlan(link, share)
@@ -149,11 +152,6 @@ def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
         elif stat.S_ISDIR(st.st_mode):
             lp.state = "directory"
             lp.sources.append(lp.local)
-            if _same_or_nested(lp.local, lp.target):
-                conflicts.append(
-                    f"{lp.label}: {lp.local} and the share directory {lp.target} overlap; "
-                    f"data would be moved into itself"
-                )
         else:
             lp.state = "not-a-directory"
             conflicts.append(
@@ -177,9 +175,25 @@ def _plan_local_side(lp: LinkPlan, conflicts: list[str]) -> None:
             conflicts.append(f"{lp.label}: {path} is a file at a name storage-links reserves; move it away")
 
 
-def _same_or_nested(a: str, b: str) -> bool:
-    ra, rb = os.path.realpath(a), os.path.realpath(b)
-    return ra == rb or rb.startswith(ra + os.sep) or ra.startswith(rb + os.sep)
+def _share_overlaps(declared: list[Declared], share: str) -> list[str]:
+    """A share that is, lies in, or holds a data directory (FILESHARE_ROOT=. for one), whether that exists or not."""
+    real_share = os.path.realpath(share)
+    overlaps = []
+    for link in declared:
+        # The local path's parent resolved, not the path: a link already made resolves onto the share.
+        local = os.path.join(os.path.realpath(os.path.dirname(link[2])), os.path.basename(link[2]))
+        if real_share == local:
+            overlaps.append(f"{link[3]}: the share {share} is the data directory {link[2]} itself")
+        elif real_share.startswith(local + os.sep):
+            overlaps.append(
+                f"{link[3]}: the share {share} is inside the data directory {link[2]}; data would be moved into itself"
+            )
+        elif local.startswith(real_share + os.sep) or real_share == os.sep:
+            overlaps.append(
+                f"{link[3]}: the share {share} contains the data directory {link[2]}; "
+                f"the share must lie outside the project's data directories"
+            )
+    return overlaps
 
 
 def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str], writes: dict[str, str]) -> None:
