@@ -1,6 +1,7 @@
 """The stage end to end on a scaffolded root: outputs, incremental re-runs, the cache, bad input."""
 
 import contextlib
+import contextlib
 import json
 import os
 import signal
@@ -222,6 +223,37 @@ def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, pre
 
     assert stage.returncode == 143, err
     assert "modelling: stopped by SIGTERM" in err and "Traceback" not in err
+
+
+def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
+    # A stop of the whole group (systemd's, a killed `make run`'s) reaches the workers too, and the
+    # stage twice: make relays the SIGTERM it got to its children.
+    config, cache = many_quick
+    command = [sys.executable, "-m", "modelling", "run", "--jobs", "2", "--config", str(config)]
+    stage = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while not list(cache.glob("*.json")):
+            assert stage.poll() is None, stage.communicate()[1]
+            time.sleep(0.01)
+        os.killpg(stage.pid, signal.SIGTERM)
+        os.kill(stage.pid, signal.SIGTERM)
+        err = stage.communicate(timeout=120)[1]
+        for _ in range(600):  # the workers' exit may trail the parent's by a moment
+            try:
+                os.killpg(stage.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("a worker outlived the stage")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(stage.pid, signal.SIGKILL)
+
+    assert stage.returncode == 143, err
+    assert err.endswith("modelling: stopped by SIGTERM: the fits finished so far are cached for the next run; "
+                        "LATEST still names the last complete run\n")  # fmt: skip
+    assert "Traceback" not in err
 
 
 def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fits_cached(many_quick, predictions):

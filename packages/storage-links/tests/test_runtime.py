@@ -182,24 +182,50 @@ def test_a_signal_in_the_block_raises_interrupted_and_the_handlers_come_back(sig
     assert {s: signal.getsignal(s) for s in before} == before
 
 
-def test_a_second_signal_ends_the_process_at_once_and_an_ignored_one_stays_ignored():
-    # In a child process: the second SIGTERM must kill it, which the test process cannot survive.
-    script = """
-import signal, sys
+_SECOND_SIGNAL = """
+import signal, sys, time
 from storage_links import Interrupted, stop_on_signals
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+from storage_links._runtime import RELAY_WINDOW_S
+first, second, pause = signal.{first}, signal.{second}, {pause}
 with stop_on_signals():
-    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     try:
-        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(first)
     except Interrupted:
         print("first: clean-up runs", flush=True)
-        signal.raise_signal(signal.SIGTERM)
-        print("second: survived")
+        time.sleep(pause * RELAY_WINDOW_S)
+        signal.raise_signal(second)
+        print("second: clean-up goes on", flush=True)
 """
+
+
+def test_a_signal_ignored_at_start_stays_ignored():
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stop_on_signals():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "pause", "outcome"),
+    [
+        ("SIGTERM", "SIGTERM", 1.5, -signal.SIGTERM),  # a second stop, after the relay window: at once
+        ("SIGINT", "SIGINT", 0, -signal.SIGINT),  # Ctrl-C twice: at once
+        ("SIGINT", "SIGTERM", 1.5, -signal.SIGTERM),
+        ("SIGTERM", "SIGTERM", 0, 0),  # make relaying the stop its process group got: the same stop
+    ],
+)
+def test_a_second_signal_ends_the_process_at_once_unless_it_is_a_relayed_sigterm(first, second, pause, outcome):
+    # In a child process: the second signal may kill it, which the test process cannot survive.
+    script = _SECOND_SIGNAL.format(first=first, second=second, pause=pause)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
-    assert done.stdout == "first: clean-up runs\n", done.stderr
-    assert done.returncode == -signal.SIGTERM
+    assert done.returncode == outcome, done.stderr
+    if outcome:
+        assert done.stdout == "first: clean-up runs\n", done.stderr
+    else:
+        assert done.stdout == "first: clean-up runs\nsecond: clean-up goes on\n", done.stderr
 
 
 def test_read_settings_takes_the_option_then_the_variable_then_the_packaged_file(tmp_path):

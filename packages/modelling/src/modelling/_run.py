@@ -260,6 +260,11 @@ def _start_worker() -> None:
     # fit under way, which the pool hands back as that fit's error, and the worker would then wait
     # for more work, for ever once the parent is gone.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # A SIGTERM (the parent's terminate(), or one sent to the whole group: a killed `make run`)
+    # ends a worker at once. The handler inherited from the parent would instead raise inside the
+    # fit under way, which the pool hands back as that fit's error, and the worker would then wait
+    # for more work, for ever once the parent is gone.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fit_all(tasks: list[Task], jobs: int | None, level: str, on_outcome: Callable[[Outcome], None]) -> list[Outcome]:

@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -245,14 +246,19 @@ def stop_on_signals() -> Iterator[None]:
     Python's default for SIGTERM ends the process at once, so a stage stopped with the container
     would skip its clean-up (writes in flight, the manifest of what did land); raised as an
     exception, it runs the same clean-up as Ctrl-C. A second signal ends the process at once, as
-    a user pressing Ctrl-C again expects. A signal ignored at start (a background job of a
-    non-interactive shell) stays ignored, and the previous handlers come back after the block.
-    Outside the main thread, where handlers cannot be set, the block runs as it is.
+    a user pressing Ctrl-C again expects, except a SIGTERM within RELAY_WINDOW_S of the first:
+    that is the same stop relayed (make passes a SIGTERM on to its children, which a stop of the
+    whole process group, systemd's or a killed `make run`'s, has already reached). A signal ignored
+    at start (a background job of a non-interactive shell) stays ignored, and the previous handlers
+    come back after the block. Outside the main thread, where handlers cannot be set, the block
+    runs as it is.
     """
+    global _stopping_since
     signals = (signal.SIGINT, signal.SIGTERM)
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _stopping_since = None
     previous = {signum: signal.getsignal(signum) for signum in signals}
     for signum, handler in previous.items():
         if handler is not signal.SIG_IGN:
@@ -264,8 +270,19 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+RELAY_WINDOW_S = 1.0
+_stopping_since: float | None = None  # when the block's first signal came
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    for other in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(other) is _interrupt:
-            signal.signal(other, signal.SIG_DFL)
+    global _stopping_since
+    if _stopping_since is not None:  # only SIGTERM gets here twice: SIGINT's default is back by now
+        if time.monotonic() - _stopping_since < RELAY_WINDOW_S:
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _stopping_since = time.monotonic()
+    if signal.getsignal(signal.SIGINT) is _interrupt:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
     raise Interrupted(signum)
