@@ -55,6 +55,12 @@ T = "[tool.storage-links]\n"
         (T + 'links = { "x" = "alpha/x" }\nsubdirs = { "x" = ["../a"] }\n', r"subdirs\.x: '\.\./a'"),
         (T + 'links = { "x" = "alpha/x" }\nsubdirs = { "x" = "a" }\n', r"subdirs\.x: must be a list"),
         (T + 'links = { "x" = "logs/inner" }\n', r"links\.x: share path 'logs/inner' overlaps 'logs'"),
+        (
+            T + 'links = { "x" = ".storage-links.lock" }\n',
+            r"links\.x: '\.storage-links\.lock' is the name of the share's lock",
+        ),
+        (T + 'links = { "x" = "./.storage-links.lock" }\n', r"links\.x: '\./\.storage-links\.lock' is the name of"),
+        (T + 'links = { "x" = "a/x" }\nsubdirs = { "x" = [".storage-links.lock"] }\n', r"subdirs\.x: '\.storage-links"),
         ("[tool.storage-links\n", r"invalid TOML"),
     ],
 )
@@ -71,6 +77,22 @@ def test_two_packages_claiming_one_share_path(env):
     (beta / "pyproject.toml").write_text('[project]\nname="beta"\n' + T + 'links = { "d" = "alpha/data" }\n')
     with pytest.raises(ContractError, match=r"beta/pyproject.toml: tool.storage-links.links.d: share path 'alpha/data"):
         links()
+
+
+def test_a_local_directory_holding_another_declared_one(env, cli, snapshot):
+    # "packages" = "pk" in the root's links moved the whole source tree, other packages' data dirs too.
+    root_py = env.root / "pyproject.toml"
+    root_py.write_text(root_py.read_text().replace('"logs" = "logs"', '"logs" = "logs", "packages" = "pk"'))
+    before = snapshot(env.root, env.share)
+    result = cli("init")
+    assert result.code == 5
+    assert result.err == (
+        f"storage-links: {root_py}: tool.storage-links.links.packages: local directory {env.root / 'packages'} "
+        f"holds {env.local()}, declared in {env.root / 'packages' / 'alpha' / 'pyproject.toml'} "
+        f"(tool.storage-links.links.data)\n"
+    )
+    assert cli("validate").code == 5
+    assert snapshot(env.root, env.share) == before
 
 
 def test_pipeline_root_without_pyproject(monkeypatch, tmp_path):

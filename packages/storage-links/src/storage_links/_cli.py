@@ -54,8 +54,10 @@ a mount point, or that is, lies inside or holds a data directory (FILESHARE_ROOT
 say; then nothing else is checked). A name present
 on both sides with different content is not a conflict: the share's version is
 kept and the local one is saved beside it as <name>.local-conflict-<UTC time>.
-A contract that names a path outside its package (or the share) is refused
-before anything is looked at (exit 5), naming the pyproject.toml and the key.
+A contract that names a path outside its package (or the share), a local directory
+holding another declared one, two links on one share path, or the share path
+.storage-links.lock is refused before anything is looked at (exit 5), naming the
+pyproject.toml and the key (both, for two declarations).
 
 lock: init and unlink hold <share>/.storage-links.lock (created with O_EXCL) while
 they change anything, touching it every 30 s. A lock whose owner ran on this host
@@ -220,8 +222,8 @@ def cmd_status(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> N
 
 
 def cmd_init(root: str, share: str, opts: dict, doc: dict, as_json: bool) -> None:
-    from storage_links._declared import declared_links
-    from storage_links._plan import LOCK_NAME, plan_init
+    from storage_links._declared import LOCK_NAME, declared_links
+    from storage_links._plan import plan_init
 
     declared = declared_links(root)
     require_mount = bool(opts.get("--require-mount"))

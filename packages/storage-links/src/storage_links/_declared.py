@@ -17,7 +17,8 @@ from storage_links._errors import ContractError
 
 LOCAL_SHARE_NAME = "local_fileshare"
 ROOT_PACKAGE = ""  # the workspace root's own contract (logs) has no package name
-_CACHE_FORMAT = 1
+LOCK_NAME = ".storage-links.lock"  # reserved: on the share (see _lock), and in a data dir while a run holds it
+_CACHE_FORMAT = 2  # 2: contracts cached by 1 were not checked for nested local paths or the lock name
 
 # One declared link: (package, name, local path, path on the share, subdirs, pyproject it comes from).
 Declared = tuple[str, str, str, str, tuple[str, ...], str]
@@ -184,7 +185,8 @@ def _parse_workspace(root: str) -> tuple[list[Declared], list[str] | None]:
 
 
 def _check_no_overlap(result: list[Declared]) -> None:
-    # Two links sharing, or nesting inside, one share directory would mix two packages' data.
+    # Two links sharing, or nesting inside, one share directory would mix two packages' data; a local
+    # directory holding another's would move that one (and whatever else lies there) with it.
     for i, first in enumerate(result):
         for second in result[i + 1 :]:
             a, b = first[3], second[3]
@@ -193,6 +195,12 @@ def _check_no_overlap(result: list[Declared]) -> None:
                     f"{second[5]}: tool.storage-links.links.{second[1]}: share path {b!r} "
                     f"overlaps {a!r} declared in {first[5]}"
                 )
+            for outer, inner in ((first, second), (second, first)):
+                if inner[2] == outer[2] or inner[2].startswith(outer[2] + os.sep):
+                    raise ContractError(
+                        f"{outer[5]}: tool.storage-links.links.{outer[1]}: local directory {outer[2]} "
+                        f"holds {inner[2]}, declared in {inner[5]} (tool.storage-links.links.{inner[1]})"
+                    )
 
 
 def _parse_contract(pyproject: str, data: dict, package: str, base: str) -> list[Declared]:
@@ -218,11 +226,15 @@ def _parse_contract(pyproject: str, data: dict, package: str, base: str) -> list
         if not isinstance(share_rel, str):
             raise ContractError(f"{where}.links.{name}: share path must be a string")
         _check_relative(f"{where}.links.{name}", share_rel, single=False)
+        if os.path.normpath(share_rel) == LOCK_NAME:
+            raise ContractError(f"{where}.links.{name}: {share_rel!r} is the name of the share's lock file")
         subs = subdirs.get(name, [])
         if not isinstance(subs, list) or not all(isinstance(s, str) for s in subs):
             raise ContractError(f"{where}.subdirs.{name}: must be a list of directory names")
         for sub in subs:
             _check_relative(f"{where}.subdirs.{name}", sub, single=False)
+            if os.path.normpath(sub) == LOCK_NAME:
+                raise ContractError(f"{where}.subdirs.{name}: {sub!r} is the name of a run's lock file in a data dir")
         clean_subs = tuple(os.path.normpath(s) for s in subs)
         result.append((package, name, os.path.join(base, name), os.path.normpath(share_rel), clean_subs, pyproject))
     return result

@@ -28,8 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from storage_links._busy import is_busy, retry_busy
+from storage_links._declared import LOCK_NAME
 from storage_links._errors import LockHeldError, ShareError
-from storage_links._plan import LOCK_NAME
 from storage_links._process import pid_exists
 from storage_links._runtime import check_no_dangling_link
 

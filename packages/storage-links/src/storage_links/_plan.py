@@ -15,7 +15,6 @@ import stat
 from storage_links._check import points_to
 from storage_links._declared import Declared
 
-LOCK_NAME = ".storage-links.lock"  # on the share; see _lock
 PARTIAL_SUFFIX = ".storage-links-partial"  # kept equal to _fileops.PARTIAL_SUFFIX (which imports hashlib)
 # Reserved names beside a link (".<name>.storage-links-link"): the new symlink before it is swapped in
 # (afterwards: the emptied directory), and unlink's copy before it is swapped in (afterwards: the old symlink).
