@@ -20,8 +20,15 @@ SKIP ?=
 LOG_LEVEL ?= INFO
 # The environment's PIPELINE_PROFILE (the container's, set by compose or ACI) unless PROFILE is given.
 PROFILE ?= $(or $(PIPELINE_PROFILE),local)
+PROFILE_FROM := $(if $(and $(filter file,$(origin PROFILE)),$(PIPELINE_PROFILE)), (from PIPELINE_PROFILE))
 DRY_RUN ?=
+# Upper case without a shell: a level is accepted in any case, as the stages' --log-level takes it.
+uppercase = $(subst a,A,$(subst b,B,$(subst c,C,$(subst d,D,$(subst e,E,$(subst f,F,$(subst g,G,$(subst h,H,$(subst i,I,$(subst j,J,$(subst k,K,$(subst l,L,$(subst m,M,$(subst n,N,$(subst o,O,$(subst p,P,$(subst q,Q,$(subst r,R,$(subst s,S,$(subst t,T,$(subst u,U,$(subst v,V,$(subst w,W,$(subst x,X,$(subst y,Y,$(subst z,Z,$(1)))))))))))))))))))))))))))
+override LOG_LEVEL := $(call uppercase,$(LOG_LEVEL))
 
+# Checked only for the targets that use them, so that an unrelated LOG_LEVEL or PIPELINE_PROFILE
+# in the environment does not stop `make help` or `make test`.
+ifneq ($(filter run stages,$(MAKECMDGOALS)),)
 ifneq ($(filter-out $(STAGES),$(SKIP)),)
 $(error SKIP: unknown stage '$(filter-out $(STAGES),$(SKIP))'; allowed: $(STAGES))
 endif
@@ -32,16 +39,19 @@ ifeq ($(filter $(LOG_LEVEL),$(LOG_LEVELS)),)
 $(error LOG_LEVEL: unknown level '$(LOG_LEVEL)'; allowed: $(LOG_LEVELS))
 endif
 ifneq ($(words $(PROFILE)),1)
-$(error PROFILE: '$(PROFILE)' is not one profile; allowed: $(PROFILES))
+$(error PROFILE: '$(PROFILE)'$(PROFILE_FROM) is not one profile; allowed: $(PROFILES))
 endif
 ifeq ($(filter $(PROFILE),$(PROFILES)),)
-$(error PROFILE: unknown profile '$(PROFILE)'; allowed: $(PROFILES))
+$(error PROFILE: unknown profile '$(PROFILE)'$(PROFILE_FROM); allowed: $(PROFILES))
+endif
+endif
+ifneq ($(filter deploy-prod,$(MAKECMDGOALS)),)
+ifneq ($(filter-out 0 1,$(DRY_RUN)),)
+$(error DRY_RUN: '$(DRY_RUN)' must be 1 or 0)
+endif
 endif
 ifneq ($(filter-out 0 1,$(BOOTSTRAP)),)
 $(error BOOTSTRAP: '$(BOOTSTRAP)' must be 1 or 0)
-endif
-ifneq ($(filter-out 0 1,$(DRY_RUN)),)
-$(error DRY_RUN: '$(DRY_RUN)' must be 1 or 0)
 endif
 
 # One run id ties the stages' outputs and the log file together.

@@ -77,9 +77,14 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-case "$log_level" in
-  DEBUG | INFO | WARNING | ERROR) ;;
+case "${log_level^^}" in
+  DEBUG | INFO | WARNING | ERROR) log_level="${log_level^^}" ;;
   *) echo "entrypoint: --log-level: unknown level '$log_level'; allowed: DEBUG INFO WARNING ERROR" >&2; exit 2 ;;
+esac
+# Checked before init, which may move data onto the share, rather than by make once it has.
+case "${PIPELINE_PROFILE:-local}" in
+  local | prod) ;;
+  *) echo "entrypoint: PIPELINE_PROFILE: unknown profile '$PIPELINE_PROFILE'; allowed: local prod" >&2; exit 2 ;;
 esac
 
 init_links

@@ -162,6 +162,14 @@ def test_bad_options_fail_with_one_clear_line(app, args, message):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unknown_profile_fails_before_the_links_are_made(app):
+    app_root, share = app
+    result = start(app_root, share, *ALL_SKIPS, PIPELINE_PROFILE="production")
+    assert result.returncode == 2
+    assert result.stderr == "entrypoint: PIPELINE_PROFILE: unknown profile 'production'; allowed: local prod\n"
+    assert list(share.iterdir()) == []  # init did not run
+
+
 def test_missing_share_fails_before_any_stage_runs(app, tmp_path):
     app_root, _ = app
     result = start(app_root, tmp_path / "no-such-share", *ALL_SKIPS)
@@ -195,7 +203,7 @@ def test_entrypoint_passes_skips_and_level_to_the_stage_sequence(app):
     # With one stage left, make runs it: prove the flags reach make by skipping all but upload
     # and checking the run header make prints.
     app_root, share = app
-    result = start(app_root, share, *ALL_SKIPS[:3], "--log-level", "WARNING")
+    result = start(app_root, share, *ALL_SKIPS[:3], "--log-level", "warning")  # any case, as the stages take it
     assert "log level WARNING" in result.stderr
     assert "skipping: scraping modelling forecasting" in result.stderr
 
