@@ -6,6 +6,8 @@ import base64
 import hashlib
 import io
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -596,6 +598,68 @@ def test_sigterm_during_a_run_is_one_line_and_exit_143_with_latest_unchanged(mak
     assert capsys.readouterr().err == "forecasting: stopped by SIGTERM; LATEST still names the last complete run\n"
     assert latest() == "r1" and output_runs() == ["r1"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the test process's own handler is back
+
+
+# A real `forecasting run` in another process, held up inside its lock (just before it reads
+# predictions/LATEST) until the test closes its stdin.
+HELD_RUN = """
+import sys
+from forecasting import _cli, _publish
+
+read_latest = _publish.latest_run_id
+
+
+def held_up():
+    print("holding", flush=True)
+    sys.stdin.read()
+    return read_latest()
+
+
+_publish.latest_run_id = held_up
+sys.exit(_cli.main(["run"]))
+"""
+
+
+def snapshot(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_a_second_run_while_one_is_at_work_fails_naming_it_and_changes_nothing(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    data = data_dir("forecasting", "data")
+    first = subprocess.Popen(
+        [sys.executable, "-c", HELD_RUN],
+        env={**os.environ, "PIPELINE_RUN_ID": "r2"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert first.stdout.readline() == "holding\n", first.communicate()[1]
+        before = snapshot(data)
+        capsys.readouterr()
+
+        second = run_cli(monkeypatch, "r3")
+        err = capsys.readouterr().err
+        dry_run = run_cli(monkeypatch, "r3", "--dry-run")  # writes nothing, so takes no lock
+
+        assert snapshot(data) == before
+    finally:
+        first_err = first.communicate()[1]  # closes its stdin: the first run goes on
+    assert second == StorageError.exit_code
+    assert re.fullmatch(
+        rf"forecasting: error: {re.escape(str(data))}/\.storage-links\.lock: held by pid {first.pid} on \S+ "
+        r"\(forecasting run\), last touched \d+s ago; wait for it to finish \(a lock whose process is gone is "
+        r"broken by the next run\)\n",
+        err,
+    ), err
+    assert dry_run == 0
+    assert first.returncode == 0, first_err
+    assert latest() == "r2" and output_runs() == ["r1", "r2"]  # the first finished unharmed
+    assert not (data / ".storage-links.lock").exists()
 
 
 def test_an_existing_output_run_is_never_overwritten(make_predictions, monkeypatch, capsys):

@@ -6,7 +6,15 @@ import argparse
 import logging
 import sys
 
-from storage_links import LOG_LEVELS, Interrupted, StorageLinksError, configure_logging, run_id, stop_on_signals
+from storage_links import (
+    LOG_LEVELS,
+    ContractError,
+    Interrupted,
+    StorageLinksError,
+    configure_logging,
+    run_id,
+    stop_on_signals,
+)
 
 from forecasting._config import load_settings
 from forecasting._errors import ConfigError, ForecastingError, StorageError
@@ -17,7 +25,7 @@ log = logging.getLogger("forecasting")
 
 EXIT_CODES = """exit codes: 0 done (or nothing new, or upload skipped locally without credentials),
   1 other error, 2 usage, 3 config, 4 bad predictions input, 5 upload failed, 6 credentials,
-  7 storage (data/ or logs/ cannot be written; nothing of the run is left),
+  7 storage (data/ or logs/ cannot be written, nothing of the run is left; or another run holds data/),
   130 / 143 stopped by Ctrl-C / SIGTERM (LATEST still names the last complete run)"""
 
 
@@ -96,9 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     except ForecastingError as exc:
         log.error("error: %s", exc)
         return exc.exit_code
-    except StorageLinksError as exc:
+    except ContractError as exc:  # the project's [tool.storage-links] tables
         log.error("error: %s", exc)
         return ConfigError.exit_code
+    except StorageLinksError as exc:  # data/'s run lock held by another run, a share dir that cannot be made
+        log.error("error: %s", exc)
+        return StorageError.exit_code
     except Interrupted as exc:
         kept = "LATEST still names the last complete run" if args.command == "run" else "the next upload sends the rest"
         log.error("stopped by %s; %s", exc, kept)

@@ -12,6 +12,7 @@ is a StorageError naming the path.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import atomic_path, atomic_write, data_dir, is_run_id
+from storage_links import atomic_path, atomic_write, data_dir, is_run_id, run_lock
 
 from forecasting._config import Settings, check_floor
 from forecasting._errors import ForecastingError, InputError, StorageError
@@ -63,6 +64,17 @@ def latest_output() -> str | None:
 
 
 def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False) -> RunResult:
+    """Publish the predictions run predictions/LATEST names, unless already published; then prune to `keep`.
+
+    Holds data/'s run lock from before LATEST is read until the end (a dry run writes nothing and takes
+    none): a second run at the same time fails at once with LockHeldError naming the first, instead of
+    racing it for LATEST or clearing its staging directory as one left by a dead run.
+    """
+    with contextlib.nullcontext() if dry_run else run_lock(data_dir("forecasting", "data"), "forecasting run"):
+        return _run(run_id, settings, keep=keep, dry_run=dry_run)
+
+
+def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool) -> RunResult:
     predictions_run = latest_run_id()
     if _already_published(predictions_run, settings):
         log.info("nothing new: predictions run %s is already published as %s", predictions_run, latest_output())

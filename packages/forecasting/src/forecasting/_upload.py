@@ -8,7 +8,8 @@ LATEST file does, so readers find the newest complete run without listing the co
 only moves forward (run ids sort by time), and only by a conditional write, so a newer run another
 machine uploaded, before or during this upload, is never replaced.
 Transient failures (reset connections, timeouts, 5xx) are retried by the SDK's retry policy,
-configured here.
+configured here. It writes nothing under data/, so it takes no run lock: an upload may run beside
+`forecasting run`.
 """
 
 from __future__ import annotations
