@@ -61,6 +61,22 @@ def test_require_mount_accepts_a_mount_point(env, cli, bind_mount):
     assert f"✓ Symlink verified: alpha/data -> {env.target()}" in result.out
 
 
+@pytest.mark.parametrize("mounted", ["", "input"], ids=["the data dir", "a subdir"])
+def test_a_mount_point_in_the_data_is_a_conflict(env, cli, bind_mount, snapshot, mounted):
+    # Its files were moved to the share, then the swap for a link failed with EBUSY on every re-run.
+    (env.local() / "input").mkdir(parents=True)
+    (env.local() / "input" / "f").write_text("keep")
+    bind_mount(env.local() / mounted)
+    before = snapshot(env.root, env.share)
+    result = cli("init")
+    assert result.code == 3
+    assert result.err.splitlines()[0] == (
+        f"storage-links: conflict: alpha/data: {env.local() / mounted} is a mount point; storage-links cannot "
+        f"replace it by a link: unmount it (or mount it on the share instead) and re-run"
+    )
+    assert snapshot(env.root, env.share) == before
+
+
 def test_mountinfo_escapes():
     from storage_links._plan import _unescape_mountinfo
 

@@ -47,7 +47,8 @@ options:
 conflicts: before changing anything, init lists every conflict and stops: a file
 where a directory belongs (either side), a local symlink pointing elsewhere, a
 symlink or special file inside the data (the share cannot hold symlinks, and
-storage-links never follows one out of the tree), a directory init would write
+storage-links never follows one out of the tree), a mount point at or inside a
+local data directory (it cannot become a link), a directory init would write
 into or remove from that this user cannot write (or that is on a read-only mount),
 a share that is missing, not a directory, read-only, (with --require-mount) not
 a mount point, or that is, lies inside or holds a data directory (FILESHARE_ROOT=.,

@@ -77,15 +77,15 @@ def check_share(share: str, *, require_mount: bool) -> list[str]:
 
 def is_mount_point(path: str) -> bool:
     """os.path.ismount, or listed in /proc/self/mountinfo (which also knows bind mounts within one device)."""
-    if os.path.ismount(path):
-        return True
-    real = os.path.realpath(path)
+    return os.path.ismount(path) or os.path.realpath(path) in _mount_points()
+
+
+def _mount_points() -> set[str]:
     try:
         with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
-            points = [line.split()[4] for line in fh if len(line.split()) > 4]
+            return {_unescape_mountinfo(line.split()[4]) for line in fh if len(line.split()) > 4}
     except OSError:
-        return False
-    return any(_unescape_mountinfo(p) == real for p in points)
+        return set()
 
 
 def _unescape_mountinfo(field: str) -> str:
@@ -102,6 +102,7 @@ def plan_init(declared: list[Declared], share: str, *, require_mount: bool = Fal
     if plan.conflicts:
         return plan  # every other finding would follow from the misplaced share
     checked: set[str] = set()  # a directory two links write into is reported once
+    mounts: set[str] | None = None  # read once, and only when there is local data to move
     for link in declared:
         lp = LinkPlan(link, share)
         plan.links.append(lp)
@@ -109,6 +110,8 @@ def plan_init(declared: list[Declared], share: str, *, require_mount: bool = Fal
         _plan_local_side(lp, plan.conflicts)
         _plan_share_dirs(lp, share, plan.conflicts, writes)
         for source in lp.sources:
+            mounts = _mount_points() if mounts is None else mounts
+            _check_no_mounts(lp, source, mounts, plan.conflicts)
             _walk_source(lp, source, lp.target, plan.conflicts, writes, ours=source != lp.local)
         if lp.changes and os.path.isdir(lp.target) and not os.path.islink(lp.target):
             writes[lp.target] = " on the share"  # data moves in, and the new link must validate
@@ -118,6 +121,19 @@ def plan_init(declared: list[Declared], share: str, *, require_mount: bool = Fal
             if why:
                 plan.conflicts.append(f"{lp.label}: {path}{writes[path]} {why}")
     return plan
+
+
+def _check_no_mounts(lp: LinkPlan, source: str, mounts: set[str], conflicts: list[str]) -> None:
+    """A mount point at or in a local data dir: its files would move, then removing the directory fails (EBUSY)."""
+    real = os.path.realpath(source)
+    inside = sorted(m for m in mounts if m == real or m.startswith(real + os.sep))
+    if not inside and os.path.ismount(source):  # no /proc/self/mountinfo: at least the directory itself
+        inside = [real]
+    for mount in inside:
+        conflicts.append(
+            f"{lp.label}: {source + mount[len(real) :]} is a mount point; storage-links cannot replace it by a "
+            f"link: unmount it (or mount it on the share instead) and re-run"
+        )
 
 
 def _not_writable(path: str) -> str:
