@@ -35,6 +35,7 @@ def local_files() -> dict[str, dict[str, bytes]]:
             "diff.txt": b"the local version",
             "input/in.csv": b"1,2,3\n",
             "zero": b"",
+            "l" * 250: b"a name as long as a name may be, less a few",
         },
         "cache": {"c.txt": b"cache"},
     }

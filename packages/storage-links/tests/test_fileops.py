@@ -26,6 +26,19 @@ def test_copy_verified_copies_bytes_mode_and_times(tmp_path):
     assert src.exists()  # removing the source is the caller's step
 
 
+def test_the_staging_name_fits_any_legal_name_and_is_one_per_name(tmp_path):
+    longest, other = str(tmp_path / ("x" * 255)), str(tmp_path / ("x" * 254 + "y"))
+    staging = partial_name(longest)
+    assert os.path.dirname(staging) == str(tmp_path)
+    assert len(os.fsencode(os.path.basename(staging))) <= 64
+    assert staging == partial_name(longest) != partial_name(other)  # a retried copy reuses its own
+    assert staging.endswith(".storage-links-partial")
+    src = tmp_path / "src"
+    src.write_bytes(b"payload")
+    assert copy_verified(str(src), longest, staging) == 7
+    assert Path(longest).read_bytes() == b"payload"
+
+
 def test_copy_never_overwrites_an_existing_target(tmp_path):
     src, dst = tmp_path / "a", tmp_path / "b"
     src.write_text("new")

@@ -96,6 +96,25 @@ def test_same_name_on_both_sides(any_fs_env, cli):
     assert doc["verified"] == verified(env).splitlines()
 
 
+def test_the_longest_legal_names_are_migrated_and_saved_aside(any_fs_env, cli):
+    # A staging name built from the file's name passed NAME_MAX: init stopped halfway, and so did every re-run.
+    env = any_fs_env
+    long_new, long_both, multibyte = "n" * 255, "b" * 240, "é" * 127  # 254 bytes
+    fill(env.local(), {long_new: b"new", f"sub/{long_both}": b"local", multibyte: b"local"})
+    fill(env.target(), {f"sub/{long_both}": b"share", multibyte: b"share"})
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert (env.target() / long_new).read_bytes() == b"new"
+    for directory, name in ((env.target() / "sub", long_both), (env.target(), multibyte)):
+        assert (directory / name).read_bytes() == b"share"
+        (aside,) = [p for p in directory.iterdir() if ".local-conflict-" in p.name]
+        assert aside.read_bytes() == b"local"
+        assert os.fsencode(name).startswith(os.fsencode(aside.name.split(".local-conflict-")[0]))
+    assert not [p for p in env.share.rglob("*") if "storage-links" in p.name]
+    again = cli("init")  # a re-run finds the saved copies and makes no second one
+    assert again.code == 0 and again.err == ""
+
+
 def test_conflict_copy_is_reported_on_stderr(env, cli):
     fill(env.local(), {"diff.txt": b"local"})
     fill(env.target(), {"diff.txt": b"share"})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import os
 import stat
@@ -47,9 +48,13 @@ def fsync_dir(path: str) -> None:
 
 
 def partial_name(final: str) -> str:
-    """The staging name beside `final` (one per name, so a retried copy reuses and overwrites it)."""
+    """The staging name beside `final` (one per name, so a retried copy reuses and overwrites it).
+
+    Named by a digest of the name, not the name itself: `.<name>.storage-links-partial` passes
+    NAME_MAX (255 bytes) for any name longer than 232, which a user's file may legally be."""
     head, tail = os.path.split(final)
-    return os.path.join(head, f".{tail}{PARTIAL_SUFFIX}")
+    digest = hashlib.sha256(os.fsencode(tail)).hexdigest()[:16]
+    return os.path.join(head, f".{digest}{PARTIAL_SUFFIX}")
 
 
 def same_content(a: str, b: str, tick: Callable[[], None] | None = None) -> bool:

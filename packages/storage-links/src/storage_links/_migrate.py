@@ -42,6 +42,10 @@ from storage_links._lock import ShareLock
 from storage_links._plan import NEW_LINK, PARTIAL_SUFFIX, LinkPlan, reserved
 
 ASIDE_MARK = ".local-conflict-"
+ASIDE_TIME = "%Y%m%dT%H%M%SZ"
+# A local version saved aside is named <name>.local-conflict-<UTC time>[-n]; a long name is cut so that
+# the whole stays within NAME_MAX (255 bytes), with room for the time and a counter.
+_ASIDE_NAME_ROOM = 255 - len(ASIDE_MARK) - len("20000101T000000Z") - len("-999")
 # New files are copied in batches: one flush makes a whole batch durable before any of it is renamed into
 # place, and one directory fsync makes the renames durable before any local copy is removed.
 BATCH_FILES = 256
@@ -175,7 +179,7 @@ def _merge_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) ->
 def _saved_aside(src: str, dst: str, lock: ShareLock) -> str | None:
     """A conflict copy of `src` that an interrupted run already saved, so a re-run makes no second one."""
     head, name = os.path.split(dst)
-    prefix = name + ASIDE_MARK
+    prefix = _aside_prefix(name)
     for entry in os.scandir(head):
         is_copy = entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False)
         if is_copy and same_content(src, entry.path, lock.heartbeat):
@@ -183,8 +187,15 @@ def _saved_aside(src: str, dst: str, lock: ShareLock) -> str | None:
     return None
 
 
+def _aside_prefix(name: str) -> str:
+    while len(os.fsencode(name)) > _ASIDE_NAME_ROOM:  # bytes, as the kernel counts, cut between characters
+        name = name[:-1]
+    return name + ASIDE_MARK
+
+
 def _free_aside_name(dst: str) -> str:
-    base = f"{dst}{ASIDE_MARK}{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+    head, name = os.path.split(dst)
+    base = os.path.join(head, _aside_prefix(name) + time.strftime(ASIDE_TIME, time.gmtime()))
     candidate, n = base, 1
     while os.path.lexists(candidate):
         candidate, n = f"{base}-{n}", n + 1
