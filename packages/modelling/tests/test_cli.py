@@ -1,7 +1,6 @@
 """The stage end to end on a scaffolded root: outputs, incremental re-runs, the cache, bad input."""
 
 import contextlib
-import contextlib
 import json
 import os
 import signal
@@ -196,33 +195,6 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     monkeypatch.setattr(_cache, "lookup", lambda *a: hits.append(r := original(*a)) or r)
     assert main(["run", "--jobs", "2", "--config", str(config)]) == EXIT_OK
     assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
-
-
-def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
-    # A killed `make run` (or tini -g) signals every process of the group, the workers included.
-    config, cache = many_quick
-    command = [sys.executable, "-m", "modelling", "run", "--jobs", "2", "--config", str(config)]
-    stage = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        while not list(cache.glob("*.json")):
-            assert stage.poll() is None, stage.communicate()[1]
-            time.sleep(0.01)
-        os.killpg(stage.pid, signal.SIGTERM)
-        err = stage.communicate(timeout=120)[1]
-        for _ in range(600):  # the workers' exit may trail the parent's by a moment
-            try:
-                os.killpg(stage.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("a worker outlived the stage")
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(stage.pid, signal.SIGKILL)
-
-    assert stage.returncode == 143, err
-    assert "modelling: stopped by SIGTERM" in err and "Traceback" not in err
 
 
 def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
@@ -654,6 +626,53 @@ def test_a_malformed_recorded_calibration_means_nothing_is_reused(two_series, st
         "run r1: run.json: calibration.M.theta.factors.80: not a positive number; every series is fitted again" in err
     )
     assert "2 series: 2 to fit, 0 unchanged" in err
+
+
+def write_without_mase(path):
+    pd.read_parquet(path).drop(columns="mase").to_parquet(path)
+
+
+@pytest.mark.parametrize(
+    ("file", "corrupt", "message"),
+    [
+        ("forecasts.parquet", lambda path: path.write_bytes(b"not parquet"), "not a Parquet file"),
+        ("history.parquet", lambda path: path.write_bytes(b"PAR1" + bytes(64) + b"PAR1"), ""),  # whatever Arrow says
+        ("scores.parquet", write_without_mase, "no column 'mase'"),
+        ("run.json", lambda path: path.write_text("{broken"), "Expecting property name"),
+    ],
+    ids=["not-parquet", "bad-footer", "missing-column", "run.json"],
+)
+def test_a_previous_run_with_an_unreadable_file_is_ignored_naming_the_file_and_every_series_fitted_again(
+    two_series, store, make_monthly, tmp_path, predictions, monkeypatch, capsys, file, corrupt, message
+):
+    config = stage_config(tmp_path, "fast.toml", models='["theta", "seasonal_naive"]')
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    corrupt(predictions / "r1" / file)
+    store("fred/SALES", make_monthly(63), "M")  # news, so the previous run's files are read to reuse realgdp
+    capsys.readouterr()
+
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
+
+    err = capsys.readouterr().err
+    assert f"modelling: ignoring run r1: {predictions / 'r1' / file}: {message}" in err
+    assert "; every series is fitted again\n" in err
+    assert "2 series: 2 to fit, 0 unchanged" in err
+    assert (predictions / "LATEST").read_text().strip() == "r2"
+    assert set(pd.read_parquet(predictions / "r2" / "forecasts.parquet")["series"]) == {"bundled/realgdp", "fred/SALES"}
+
+
+def test_a_previous_run_with_a_corrupt_parquet_file_is_not_taken_for_one_with_nothing_new(
+    two_series, tmp_path, predictions, monkeypatch, capsys
+):
+    config = stage_config(tmp_path, "fast.toml", models='["theta", "seasonal_naive"]')
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    (predictions / "r1" / "forecasts.parquet").write_bytes(b"")  # what forecasting would publish from
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
+    err = capsys.readouterr().err
+    assert f"ignoring run r1: {predictions / 'r1' / 'forecasts.parquet'}: not a Parquet file" in err
+    assert "nothing new" not in err
+    assert (predictions / "LATEST").read_text().strip() == "r2"
+    assert len(pd.read_parquet(predictions / "r2" / "forecasts.parquet")) == 2 * 8 + 2 * 18  # 2 models, h 8 and 18
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 
 Writing order keeps readers safe: the Parquet files first, run.json last (a directory without it is
 incomplete and ignored), then LATEST. A run directory that already exists is never written into,
-and a run in which every series failed writes nothing at all.
+and a run in which every series failed writes nothing at all. A previous run (the one LATEST names)
+whose run.json or Parquet files cannot be read is ignored with a warning naming the file: every
+series is fitted again and the new run replaces it as LATEST.
 """
 
 from __future__ import annotations
@@ -80,7 +82,6 @@ def run(
             and previous.get("config_fingerprint") == config_fp and not previous.get("fit_failed"):  # fmt: skip
         log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
         return Report(None, nothing_new=True)
-    import pandas as pd
 
     planned = []
     for ref in refs:
@@ -103,7 +104,8 @@ def run(
         return Report(None, nothing_new=True)
     if not planned:
         raise InputError(f"{scraped}: no series could be read; nothing modelled")
-    reuse = _reusable(predictions, previous, fingerprints, config_fp)
+    frequency = {p.ref.name: p.ref.frequency for p in planned}
+    reuse, reused_parts = _reusable(predictions, previous, fingerprints, config_fp, frequency)
     to_fit = [p for p in planned if p.ref.name not in reuse]
     log.info("%d series: %d to fit, %d unchanged (reused from run %s)", len(planned), len(to_fit), len(reuse),
              previous["run_id"] if previous else "-")  # fmt: skip
@@ -117,7 +119,6 @@ def run(
         raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
     # Imported here: statsmodels costs about a second to import, which a run with nothing new skips.
     from modelling import _cache
-    from modelling._calibrate import read_factors, rescale_groups
 
     by_name = {p.ref.name: p for p in planned}
 
@@ -134,16 +135,7 @@ def run(
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
     outcomes = _fit_all(tasks, jobs, level, cache_fit)
     report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
-    parts: dict[str, list[pd.DataFrame]] = {name: [] for name in FILES}
-    frequency = {name: p.ref.frequency for name, p in by_name.items()}
-    if reuse:
-        recorded = read_factors(previous.get("calibration", {}))  # checked by _reusable
-        for name in FILES:
-            frame = pd.read_parquet(predictions / previous["run_id"] / f"{name}.parquet")
-            frame = frame[frame["series"].isin(reuse)]
-            if name in CALIBRATED:  # back on the models' own intervals, to be pooled with the new fits
-                frame = rescale_groups(frame, frequency, recorded, undo=True)
-            parts[name].append(frame)
+    parts: dict[str, list[pd.DataFrame]] = {name: [reused_parts[name]] if reuse else [] for name in FILES}
     for outcome in outcomes:
         planned_series = by_name[outcome.name]
         if outcome.error:
@@ -255,11 +247,6 @@ def _start_worker() -> None:
     # Ctrl-C reaches every process of the terminal's group; the parent alone decides what stops
     # (the workers would otherwise each print a traceback and break the pool).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    # A SIGTERM (the parent's terminate(), or one sent to the whole group: a killed `make run`)
-    # ends a worker at once. The handler inherited from the parent would instead raise inside the
-    # fit under way, which the pool hands back as that fit's error, and the worker would then wait
-    # for more work, for ever once the parent is gone.
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A SIGTERM (the parent's terminate(), or one sent to the whole group: a killed `make run`)
     # ends a worker at once. The handler inherited from the parent would instead raise inside the
     # fit under way, which the pool hands back as that fit's error, and the worker would then wait
@@ -428,32 +415,80 @@ def _select(
 
 
 def _previous_run(predictions: Path) -> dict | None:
+    """The run.json of the run LATEST names, or None (with a warning naming the file) if that run is unusable."""
     latest = predictions / LATEST
     if not latest.exists():
         return None
     try:
         run_id = latest.read_text(encoding="utf-8").strip()
-        meta = json.loads((predictions / run_id / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        log.warning("ignoring %s: %s", latest, exc)
+        return None
+    path = predictions / run_id / RUN_FILE
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(meta, dict) or meta.get("run_id") != run_id:
             raise ValueError("run.json does not name this run")
+        # Its files' ends only (no pyarrow, which a run with nothing new does not import): a run that
+        # forecasting cannot read must not pass for one with nothing new. _reusable reads them whole.
+        for name in FILES:
+            path = predictions / run_id / f"{name}.parquet"
+            _check_parquet_ends(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        log.warning("ignoring %s: %s", latest, exc)
+        log.warning("ignoring run %s: %s: %s; every series is fitted again", run_id, path, exc)
         return None
     return meta
 
 
-def _reusable(predictions: Path, previous: dict | None, fingerprints: dict[str, str], config_fp: str) -> set[str]:
-    """Series whose values and config are unchanged since the previous complete run (copied, not refit)."""
-    if not previous or previous.get("config_fingerprint") != config_fp:
-        return set()
-    old = previous.get("fingerprints") or {}
-    if not all((predictions / previous["run_id"] / f"{name}.parquet").exists() for name in FILES):
-        return set()
-    from modelling._calibrate import read_factors
+def _check_parquet_ends(path: Path) -> None:
+    with path.open("rb") as fh:
+        head = fh.read(4)
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 4))
+        tail = fh.read(4)
+    if size < 12 or head != b"PAR1" or tail != b"PAR1":
+        raise ValueError("not a Parquet file (no PAR1 magic bytes at its start and end)")
 
+
+def _reusable(
+    predictions: Path, previous: dict | None, fingerprints: dict[str, str], config_fp: str, frequency: dict[str, str]
+) -> tuple[set[str], dict[str, pd.DataFrame]]:
+    """Series whose values and config are unchanged since the previous complete run (copied, not refit),
+    and their rows of each of its files, the intervals back on their models' own (to be pooled with
+    the new fits for calibration)."""
+    if not previous or previous.get("config_fingerprint") != config_fp:
+        return set(), {}
+    old = previous.get("fingerprints") or {}
+    reuse = {
+        name for name, fp in fingerprints.items() if old.get(name) == fp and name not in previous.get("failed", {})
+    }
+    if not reuse:
+        return set(), {}
+    import pandas as pd
+    import pyarrow as pa
+
+    from modelling._calibrate import read_factors, rescale_groups
+
+    run_id = previous["run_id"]
     try:  # a reused series' intervals are put back on its models' own with these factors
-        read_factors(previous.get("calibration", {}))
+        recorded = read_factors(previous.get("calibration", {}))
     except ValueError as exc:
-        log.warning("run %s: run.json: %s; every series is fitted again", previous["run_id"], exc)
-        return set()
-    return {name for name, fp in fingerprints.items() if old.get(name) == fp and name not in previous.get("failed", {})}
+        log.warning("run %s: run.json: %s; every series is fitted again", run_id, exc)
+        return set(), {}
+    frames = {}
+    for name, columns in SCHEMA.items():
+        path = predictions / run_id / f"{name}.parquet"
+        try:
+            frame = pd.read_parquet(path)
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise ValueError(f"no column {missing[0]!r}")
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            # Arrow's messages can run to many lines: the first says what is wrong.
+            reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+            log.warning("ignoring run %s: %s: %s; every series is fitted again", run_id, path, reason)
+            return set(), {}
+        frame = frame[frame["series"].isin(reuse)]
+        frames[name] = rescale_groups(frame, frequency, recorded, undo=True) if name in CALIBRATED else frame
+    return reuse, frames
