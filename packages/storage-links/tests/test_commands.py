@@ -250,6 +250,20 @@ def test_file_system_error_is_one_line_and_exit_1(env, cli, monkeypatch):
     assert (env.local() / "f").read_bytes() == b"1"
 
 
+def test_ctrl_c_while_planning_names_sigint(env, cli, monkeypatch):
+    from storage_links import _plan
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # what Python's own SIGINT handler raises, before init sets its own
+
+    monkeypatch.setattr(_plan, "plan_init", interrupted)
+    result = cli("init")
+    assert result.code == 130
+    assert result.err == "storage-links: stopped by SIGINT; nothing is lost, and the next init finishes the job\n"
+    doc = json.loads(cli("--json", "init").out)
+    assert doc["error"]["message"].startswith("stopped by SIGINT;") and doc["error"]["exit_code"] == 130
+
+
 def test_console_script_and_module_entry_points(env):
     import subprocess
 

@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as exc:  # storage_links.Interrupted: Ctrl-C or SIGTERM while the lock was held
         code = getattr(exc, "exit_code", 130)
         doc["ok"] = False
-        message = f"stopped by {exc}; nothing is lost, and the next {doc['command']} finishes the job"
+        # A bare KeyboardInterrupt (Ctrl-C before the lock, while planning) is Python's own, for SIGINT.
+        message = f"stopped by {str(exc) or 'SIGINT'}; nothing is lost, and the next {doc['command']} finishes the job"
         doc["error"] = {"type": type(exc).__name__, "exit_code": code, "message": message, "problems": [message]}
         print(f"storage-links: {message}", file=sys.stderr)
     except OSError as exc:
