@@ -98,6 +98,23 @@ def test_an_empty_lock_is_stale_only_after_a_grace_period(env, cli):
     assert "it records no owner" in result.err
 
 
+def test_a_lock_holding_garbage_is_called_unreadable_not_empty(env, cli):
+    env.local().mkdir()
+    (env.share / LOCK_NAME).write_bytes(b"\x00\xff not a lock \n")
+    held = cli("init")
+    assert held.code == 4
+    assert (
+        f"{env.share / LOCK_NAME}: held by an unknown owner (unreadable lock file, 15 bytes), last touched" in held.err
+    )
+    then = time.time() - 5
+    os.utime(env.share / LOCK_NAME, (then, then))
+    result = cli("init")
+    assert result.code == 0, result.err
+    assert (
+        "held by an unknown owner (unreadable lock file, 15 bytes)" in result.err and "records no owner" in result.err
+    )
+
+
 def test_break_lock_overrides_a_live_holder(env, cli, live_pid):
     (env.local()).mkdir()
     write_lock(env, pid=live_pid)

@@ -171,11 +171,12 @@ class ShareLock:
         except FileNotFoundError:
             return  # released meanwhile: try again
         owner = dict(line.split("=", 1) for line in content.decode(errors="replace").splitlines() if "=" in line)
-        who = (
-            f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} ({owner.get('command', '?')})"
-            if owner
-            else "an unknown owner (empty lock file)"
-        )
+        if owner:
+            who = f"pid {owner.get('pid', '?')} on {owner.get('host', '?')} ({owner.get('command', '?')})"
+        elif content:  # not written by storage-links (or overwritten): no owner to name
+            who = f"an unknown owner (unreadable lock file, {len(content)} bytes)"
+        else:
+            who = "an unknown owner (empty lock file)"
         stale = self._stale_reason(owner, age)
         if stale is None and not self.break_lock:
             raise LockHeldError(f"{self.path}: held by {who}, last touched {format_age(age)} ago; {self.hint}")
