@@ -412,6 +412,33 @@ def test_bad_config_names_the_key_and_the_file(two_series, tmp_path, monkeypatch
     assert f"{config}: horizon.M: expected a positive integer, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
+def test_a_horizon_beyond_the_bound_is_a_config_error_naming_the_key_and_the_file(
+    two_series, tmp_path, predictions, monkeypatch, capsys, dry_run
+):
+    config = stage_config(tmp_path, "long.toml", Q="100000")
+    assert model("r1", monkeypatch, "--config", config, *dry_run) == EXIT_CONFIG
+    assert capsys.readouterr().err == f"modelling: {config}: horizon.Q: 100000 is more than the 1000 steps allowed\n"
+    assert runs(predictions) == []
+
+
+def test_a_horizon_running_past_pandas_dates_fails_that_series_alone(
+    store, make_monthly, tmp_path, predictions, monkeypatch, capsys
+):
+    store("fred/SALES", make_monthly(60), "M")
+    store("fred/ANNUAL", pd.DataFrame({"date": pd.date_range("2000-01-01", periods=20, freq="YS"),
+                                       "value": np.arange(20.0)}), "A")  # fmt: skip
+    config = stage_config(tmp_path, "long.toml", A="300", models='["seasonal_naive"]')  # 2019 + 300 years
+    assert model("r1", monkeypatch, "--config", config) == EXIT_SERIES_FAILED
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    reason = json.loads((predictions / "r1" / "run.json").read_text())["failed"]["fred/ANNUAL"]
+    assert reason.endswith(f"ANNUAL.parquet: column 'value': 300 steps from 2019-01-01 run past 2262-04-11, the last "
+                           f"date pandas can hold (horizon.A in {config})")  # fmt: skip
+    assert f"modelling: fred/ANNUAL: {reason}\n" in err
+    assert set(pd.read_parquet(predictions / "r1" / "forecasts.parquet")["series"]) == {"fred/SALES"}
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

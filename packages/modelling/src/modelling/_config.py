@@ -21,6 +21,9 @@ SEASON_LENGTH = {"M": 12, "Q": 4, "W": 52, "B": 5, "D": 7, "A": 1}
 TRANSFORMS = ("none", "auto")
 _KEYS = {"models", "levels", "min_points", "transform", "daily_window", "horizon", "backtest", "intervals"}
 CONFIG_ENV = "MODELLING_CONFIG"  # path of a TOML file that replaces the packaged default
+# The longest horizon: far beyond what these models say anything about. (A long quarterly or annual
+# one can still run past 2262-04-11, the last date pandas holds: that series then fails alone.)
+MAX_HORIZON = 1000
 CONFIG_VERSION = 4  # bump when the code changes what a fit produces, so cached fits are not reused
 
 
@@ -79,6 +82,8 @@ def load_config(path: Path | None = None) -> Config:
         value = horizon_table.get(code)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"{path}: horizon.{code}: expected a positive integer, got {value!r}")
+        if value > MAX_HORIZON:
+            raise ConfigError(f"{path}: horizon.{code}: {value} is more than the {MAX_HORIZON} steps allowed")
         horizon[code] = value
     unknown = set(horizon_table) - set(FREQUENCIES)
     if unknown:

@@ -185,7 +185,11 @@ def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
     if usable < config.min_points:
         raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: too few points ({usable} < min_points "
                           f"{config.min_points} in {config.source})")  # fmt: skip
-    future = future_dates(series.index[-1], ref.frequency, config.horizon[ref.frequency])
+    try:
+        future = future_dates(series.index[-1], ref.frequency, config.horizon[ref.frequency])
+    except SeriesError as exc:
+        raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: {exc} (horizon.{ref.frequency} in "
+                          f"{config.source})") from None  # fmt: skip
     return Planned(ref, series, fingerprint(series), future)
 
 
@@ -198,7 +202,8 @@ def future_dates(last: pd.Timestamp, frequency: str, horizon: int) -> pd.Datetim
     From the manifest's code, not inferred from the dates: a series missing one date has no
     inferable frequency, and stepping by its median gap drifts off the calendar (a quarter is 90 to
     92 days). Month-based codes keep the day `last` is on: the first of a month (quarter, year), the
-    last, or else the same day of the month. "B" steps over weekends, "W" is 7 days.
+    last, or else the same day of the month. "B" steps over weekends, "W" is 7 days. SeriesError
+    if they run past the last date pandas can hold.
     """
     import pandas as pd
 
@@ -211,7 +216,12 @@ def future_dates(last: pd.Timestamp, frequency: str, horizon: int) -> pd.Datetim
             step = pd.DateOffset(months=MONTHS[frequency])
     else:
         step = {"D": pd.offsets.Day(1), "B": pd.offsets.BDay(1), "W": pd.offsets.Week(1)}[frequency]
-    return pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
+    try:
+        return pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
+    except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        raise SeriesError(
+            f"{horizon} steps from {last:%Y-%m-%d} run past {pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold"
+        ) from None
 
 
 def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
