@@ -412,6 +412,32 @@ def test_bad_config_names_the_key_and_the_file(two_series, tmp_path, monkeypatch
     assert f"{config}: horizon.M: expected a positive integer, got 0" in capsys.readouterr().err
 
 
+def test_min_points_below_two_is_a_config_error(two_series, tmp_path, predictions, monkeypatch, capsys):
+    config = stage_config(tmp_path, "one.toml", min_points="1")
+    assert model("r1", monkeypatch, "--config", config) == EXIT_CONFIG
+    assert capsys.readouterr().err == (
+        f"modelling: {config}: min_points: expected an integer >= 2 (a forecast needs 2 points at least), got 1\n"
+    )
+    assert runs(predictions) == []
+
+
+def test_with_min_points_two_a_shorter_series_fails_alone_and_a_two_point_one_is_forecast(
+    store, make_monthly, tmp_path, predictions, monkeypatch, capsys
+):
+    store("fred/SALES", make_monthly(60), "M")
+    store("fred/TWO", make_monthly(2), "M")
+    store("fred/ONE", make_monthly(1), "M")
+    config = stage_config(tmp_path, "two.toml", min_points="2")
+    assert model("r1", monkeypatch, "--config", config) == EXIT_SERIES_FAILED
+    assert "Traceback" not in capsys.readouterr().err
+    failed = json.loads((predictions / "r1" / "run.json").read_text())["failed"]
+    assert list(failed) == ["fred/ONE"] and "column 'value': too few points (1 < min_points 2" in failed["fred/ONE"]
+    forecasts = pd.read_parquet(predictions / "r1" / "forecasts.parquet")
+    two = forecasts[forecasts["series"] == "fred/TWO"]
+    assert len(two) == 5 * 18 and two["mean"].notna().all()  # every model, through its naive fallback
+    assert two["date"].min() == pd.Timestamp("2010-03-01")
+
+
 @pytest.mark.parametrize("dry_run", [[], ["--dry-run"]], ids=["run", "dry-run"])
 def test_a_horizon_beyond_the_bound_is_a_config_error_naming_the_key_and_the_file(
     two_series, tmp_path, predictions, monkeypatch, capsys, dry_run

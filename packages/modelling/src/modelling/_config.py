@@ -24,6 +24,9 @@ CONFIG_ENV = "MODELLING_CONFIG"  # path of a TOML file that replaces the package
 # The longest horizon: far beyond what these models say anything about. (A long quarterly or annual
 # one can still run past 2262-04-11, the last date pandas holds: that series then fails alone.)
 MAX_HORIZON = 1000
+# The fewest points min_points may ask for: naive, which every model falls back to on a short
+# series, needs two to have a step to continue and a spread to draw its intervals from.
+MIN_POINTS = 2
 CONFIG_VERSION = 4  # bump when the code changes what a fit produces, so cached fits are not reused
 
 
@@ -98,10 +101,14 @@ def load_config(path: Path | None = None) -> Config:
     intervals_table = read.value("intervals", dict)
     _only(path, "intervals.", intervals_table, {"calibrate", "min_points"})
     intervals = _Reader(intervals_table, path, "intervals.")
+    min_points = read.positive_int("min_points")
+    if min_points < MIN_POINTS:
+        raise ConfigError(f"{path}: min_points: expected an integer >= {MIN_POINTS} (a forecast needs "
+                          f"{MIN_POINTS} points at least), got {min_points}")  # fmt: skip
     return Config(
         models=models,
         levels=levels,
-        min_points=read.positive_int("min_points"),
+        min_points=min_points,
         transform=transform,
         daily_window=read.positive_int("daily_window"),
         horizon=horizon,
