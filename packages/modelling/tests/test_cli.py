@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -242,6 +243,33 @@ def test_a_killed_worker_is_one_line_and_its_own_exit_code_with_the_finished_fit
     assert err.endswith(") are cached for the next run\n") and "modelling: a worker process was killed" in err
     assert "Traceback" not in err
     assert list(cache.glob("*.json")) and not (predictions / "LATEST").exists()
+
+
+def test_a_second_run_while_one_is_at_work_fails_naming_it_and_reads_nothing(many_quick, predictions, capsys):
+    config, cache = many_quick
+    first = start_stage_once_a_fit_is_cached(config, cache)  # another process, as an overlapping cron run
+    from modelling import _cache
+
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("PIPELINE_RUN_ID", "r2")
+            patch.setattr(_cache, "lookup", lambda *a: pytest.fail("the second run read the cache"))
+            second = main(["run", "--jobs", "1", "--config", str(config)])
+    finally:
+        first.send_signal(signal.SIGTERM)  # it ends its workers (a killed stage would leave them behind)
+        try:
+            first.communicate(timeout=120)
+        finally:
+            first.kill()
+    assert second == EXIT_STORAGE
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(
+        rf"modelling: storage: {re.escape(str(predictions))}/\.storage-links\.lock: held by pid {first.pid} on \S+ "
+        r"\(modelling run\), last touched \d+s ago; wait for it to finish \(a lock whose process is gone is broken "
+        r"by the next run\)",
+        err,
+    ), err
+    assert runs(predictions) == [] and not (predictions / "LATEST").exists()
 
 
 def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(

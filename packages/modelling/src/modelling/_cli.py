@@ -18,7 +18,7 @@ EXIT_OK = 0
 EXIT_CONFIG = 1  # bad config file or PIPELINE_RUN_ID; nothing fitted
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_SERIES_FAILED = 3  # the run was written, but some series failed (listed in run.json "failed")
-EXIT_STORAGE = 4  # predictions/, cache/ or logs/ could not be written
+EXIT_STORAGE = 4  # predictions/, cache/ or logs/ could not be written, or another run holds predictions/
 EXIT_INPUT = 5  # scraped_data/ missing, empty or unreadable, or every series failed; nothing written
 EXIT_WORKER = 6  # a worker process was killed (out of memory?); finished fits cached, nothing written
 EXIT_CODES = {ConfigError: EXIT_CONFIG, InputError: EXIT_INPUT, OutputError: EXIT_STORAGE, WorkerDied: EXIT_WORKER}
@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fit auto-SARIMA, ETS, Theta and seasonal naive to every series in scraped_data/; "
         "write forecasts, backtests and scores to predictions/<run_id>/.",
         epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
-        f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error, {EXIT_INPUT} no usable input, "
+        f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error (or another run at work), "
+        f"{EXIT_INPUT} no usable input, "
         f"{EXIT_WORKER} a worker process was killed, "
         "130 / 143 stopped by Ctrl-C / SIGTERM (finished fits stay cached).",
     )
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModellingError as exc:
         log.error("%s", exc)
         return EXIT_CODES.get(type(exc), EXIT_CONFIG)
-    except (StorageLinksError, OSError) as exc:
+    except (StorageLinksError, OSError) as exc:  # LockHeldError too: another run holds predictions/
         log.error("storage: %s", exc)
         return EXIT_STORAGE
     if report.nothing_new:

@@ -9,6 +9,7 @@ series is fitted again and the new run replaces it as LATEST.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -22,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import Progress, atomic_path, atomic_write, data_dir
+from storage_links import Progress, atomic_path, atomic_write, data_dir, run_lock
 from threadpoolctl import threadpool_limits
 
 from modelling._config import SEASON_LENGTH, Config
@@ -64,8 +65,19 @@ def run(
     config: Config, run_id: str, *, jobs: int | None = None, only: list[str] | None = None,
     dry_run: bool = False, level: str = "INFO",
 ) -> Report:  # fmt: skip
-    scraped = data_dir("scraping", "scraped_data")
+    """Model every series. The run holds predictions/' lock from before it reads LATEST or the cache
+    (a dry run writes nothing and takes none): a second run at the same time fails at once with
+    LockHeldError naming this one, instead of both building on the same previous run."""
     predictions = data_dir("modelling", "predictions")
+    with contextlib.nullcontext() if dry_run else run_lock(predictions, "modelling run"):
+        return _run(config, run_id, predictions, jobs=jobs, only=only, dry_run=dry_run, level=level)
+
+
+def _run(
+    config: Config, run_id: str, predictions: Path, *, jobs: int | None, only: list[str] | None,
+    dry_run: bool, level: str,
+) -> Report:  # fmt: skip
+    scraped = data_dir("scraping", "scraped_data")
     cache_dir = data_dir("modelling", "cache") / "sarima_params"
     refs, failed = read_manifest(scraped)
     config_fp = config.fingerprint()
