@@ -76,7 +76,7 @@ def any_fs_env(request, env, monkeypatch, tmp_path):
 
 NOBODY = 65534
 SYSTEM_PYTHON = Path("/usr/bin/python3")  # one any user may run, unlike a venv's Python under /root
-SOURCE = Path(storage_links.__file__).parents[1]  # storage-links is stdlib only: its source is all it needs
+PACKAGE = Path(storage_links.__file__).parent  # stdlib only: its source is all the system Python needs
 
 
 @pytest.fixture
@@ -96,6 +96,8 @@ def nobody_env() -> Iterator[Env]:
         (root / "packages" / "alpha" / "pyproject.toml").write_text(ALPHA)
         share.mkdir()
         (top / "cache").mkdir()
+        # A copy nobody can read: where this one is installed (tox's .tox is 0700), nobody may not reach.
+        shutil.copytree(PACKAGE, top / "lib" / "storage_links", ignore=shutil.ignore_patterns("__pycache__"))
         yield Env(root, share)
     finally:
         shutil.rmtree(top, ignore_errors=True)
@@ -117,7 +119,7 @@ def run_as_nobody() -> Callable[..., subprocess.CompletedProcess]:
             "FILESHARE_ROOT": str(env.share),
             "XDG_CACHE_HOME": str(top / "cache"),
             "HOME": str(top),
-            "PYTHONPATH": str(SOURCE),
+            "PYTHONPATH": str(top / "lib"),
         }
         return subprocess.run(
             [str(SYSTEM_PYTHON), "-m", "storage_links", *args],
