@@ -229,11 +229,16 @@ def future_dates(last: pd.Timestamp, frequency: str, horizon: int) -> pd.Datetim
     else:
         step = {"D": pd.offsets.Day(1), "B": pd.offsets.BDay(1), "W": pd.offsets.Week(1)}[frequency]
     try:
-        return pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
+        dates = pd.DatetimeIndex([last + step * k for k in range(1, horizon + 1)])
     except (OverflowError, pd.errors.OutOfBoundsDatetime):
+        dates = None
+    # pandas 2 fails past its nanosecond range above; pandas 3 holds such dates at a coarser
+    # resolution, and the stored columns (datetime64[ns]) fail on them later.
+    if dates is None or dates[-1] > pd.Timestamp.max:
         raise SeriesError(
             f"{horizon} steps from {last:%Y-%m-%d} run past {pd.Timestamp.max:%Y-%m-%d}, the last date pandas can hold"
-        ) from None
+        )
+    return dates
 
 
 def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
