@@ -163,8 +163,14 @@ def test_persistent_500_fails_that_series_only_and_keeps_its_previous_file(tmp_p
     assert snapshot(project) == before
 
 
-def test_answer_slower_than_the_timeout_is_retried(tmp_path, project, server):
-    server.script("GDP", Fault(delay=1.5))
+# Too slow: no byte before the timeout, or (trickled) a byte every 50 ms, every read quicker than
+# the timeout and the whole answer far slower.
+TOO_SLOW = pytest.mark.parametrize("slow", [Fault(delay=1.5), Fault(trickle=0.05)], ids=["silent", "trickled"])
+
+
+@TOO_SLOW
+def test_an_answer_slower_than_the_timeout_is_cut_off_and_retried(tmp_path, project, server, slow):
+    server.script("GDP", slow)
 
     report = fresh_run(tmp_path, series=("GDP",), timeout=0.5)
 
@@ -172,27 +178,9 @@ def test_answer_slower_than_the_timeout_is_retried(tmp_path, project, server):
     assert len(server.requests_to("/fred/series")) == 2
 
 
-def test_answers_always_too_slow_fail_with_the_timeout_named(tmp_path, project, server):
-    server.script("GDP", *[Fault(delay=1.5)] * 2)
-
-    report = fresh_run(tmp_path, series=("GDP",), timeout=0.5, retries=1)
-
-    assert report.results[0].describe() == "failed: FRED series GDP: no answer within 0.5s (gave up after 2 attempts)"
-    assert not (project / "fred/GDP.parquet").exists()
-
-
-def test_an_answer_trickled_out_past_the_timeout_is_cut_off_and_retried(tmp_path, project, server):
-    # A byte every 50 ms: every read is quicker than the timeout, the whole answer far slower.
-    server.script("GDP", Fault(trickle=0.05))
-
-    report = fresh_run(tmp_path, series=("GDP",), timeout=0.5)
-
-    assert report.results[0].status == "updated"
-    assert len(server.requests_to("/fred/series")) == 2
-
-
-def test_answers_always_trickled_fail_with_the_timeout_named(tmp_path, project, server):
-    server.script("GDP", *[Fault(trickle=0.05)] * 2)
+@TOO_SLOW
+def test_answers_always_too_slow_fail_with_the_timeout_named(tmp_path, project, server, slow):
+    server.script("GDP", slow, slow)
 
     report = fresh_run(tmp_path, series=("GDP",), timeout=0.5, retries=1)
 
