@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from storage_links import LockHeldError, ShareError, run_lock
@@ -225,6 +226,28 @@ def test_a_run_lock_left_by_a_dead_run_is_broken_with_a_warning(tmp_path, dead_p
         assert f"pid={os.getpid()}\n" in (tmp_path / LOCK_NAME).read_text()
 
     assert f"broke stale lock {tmp_path / LOCK_NAME} held by pid {dead_pid}" in caplog.text
+
+
+def test_a_run_lock_held_by_a_killed_process_not_yet_reaped_is_broken(tmp_path, caplog):
+    # A stage killed with its process group (make and all) stays a zombie until something reaps it.
+    killed = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        start = _process_start(killed.pid)
+        (tmp_path / LOCK_NAME).write_text(
+            f"host={os.uname().nodename}\npid={killed.pid}\nstart={start}\nsince=0\ncommand=modelling run\n"
+        )
+        killed.kill()
+        stat = Path(f"/proc/{killed.pid}/stat")
+        while stat.read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":  # not waited for: a zombie
+            time.sleep(0.01)
+
+        with run_lock(tmp_path, "modelling run"):
+            assert f"pid={os.getpid()}\n" in (tmp_path / LOCK_NAME).read_text()
+    finally:
+        killed.wait()
+
+    assert f"held by pid {killed.pid} on {os.uname().nodename} (modelling run)" in caplog.text
+    assert "its process is gone" in caplog.text
 
 
 def test_the_run_lock_is_released_when_the_block_raises(tmp_path):

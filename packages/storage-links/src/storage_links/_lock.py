@@ -43,7 +43,11 @@ log = logging.getLogger("storage_links")
 
 
 def _process_start(pid: int) -> str | None:
-    """The kernel's start time of `pid` (tells a reused pid from the original), None if gone or unknown."""
+    """The kernel's start time of `pid` (tells a reused pid from the original), None if gone or unknown.
+
+    A zombie is gone: killed, it holds nothing, though it stays listed until its parent (or, its
+    parent killed too, PID 1, which in some containers never does) reaps it.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -52,6 +56,8 @@ def _process_start(pid: int) -> str | None:
     except OSError:
         return "unknown"
     fields = data[data.rfind(b")") + 2 :].split()
+    if fields[:1] in ([b"Z"], [b"X"]):
+        return None
     return fields[19].decode() if len(fields) > 19 else "unknown"
 
 
