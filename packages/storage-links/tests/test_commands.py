@@ -144,6 +144,21 @@ def test_unlink_copies_the_data_back_and_the_share_keeps_it(env, cli, snapshot):
     assert not [p for p in env.target().rglob("*local-conflict*")]
 
 
+def test_unlink_keeps_the_share_directories_modes_and_times(env, cli):
+    (env.local() / "private" / "deep").mkdir(parents=True)
+    (env.local() / "private" / "deep" / "f").write_bytes(b"f")
+    assert cli("init").code == 0
+    modes = {"private/deep": 0o750, "private": 0o700, "input": 0o2770, ".": 0o710}
+    for rel, mode in modes.items():
+        os.chmod(env.target() / rel, mode)
+        os.utime(env.target() / rel, (1_600_000_000, 1_600_000_000))
+    result = cli("unlink")
+    assert result.code == 0, result.err
+    for rel, mode in modes.items():
+        st = (env.local() / rel).stat()
+        assert (rel, st.st_mode & 0o7777, st.st_mtime_ns) == (rel, mode, 1_600_000_000 * 10**9)
+
+
 def test_unlink_refuses_a_link_pointing_elsewhere(env, cli, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -55,6 +55,35 @@ def test_init_migrates_local_data_and_keeps_every_byte(any_fs_env, cli):
     assert not [p for p in env.local().parent.iterdir() if "storage-links" in p.name]
 
 
+def set_dirs(top: Path, modes: dict[str, int], mtime: int) -> None:
+    for rel, mode in modes.items():
+        os.chmod(top / rel, mode)
+        os.utime(top / rel, (mtime, mtime))
+
+
+def dir_modes_and_times(top: Path, rels: list[str]) -> dict[str, tuple[int, int]]:
+    return {rel: ((top / rel).stat().st_mode & 0o7777, (top / rel).stat().st_mtime_ns) for rel in rels}
+
+
+def test_init_keeps_directory_modes_and_times_as_it_keeps_files(any_fs_env, cli):
+    # Directories were made afresh on the share (umask mode, time of the move): a private 0700 became 0755.
+    env = any_fs_env
+    fill(env.local(), {"private/deep/f": b"f", "input/g": b"g", "on_share/h": b"h"})
+    fill(env.target(), {"on_share/i": b"i"})
+    fill(env.local("cache"), {"c": b"c"})  # its target is not on the share yet
+    modes = {"private/deep": 0o750, "private": 0o700, "input": 0o2770, "on_share": 0o700}
+    set_dirs(env.local(), modes, 1_600_000_000)
+    set_dirs(env.local("cache"), {".": 0o710}, 1_600_000_000)
+    os.chmod(env.target() / "on_share", 0o755)
+    expected = dir_modes_and_times(env.local(), list(modes)) | {"cache": (0o710, 1_600_000_000 * 10**9)}
+    result = cli("init")
+    assert result.code == 0, result.err
+    kept = dir_modes_and_times(env.target(), list(modes)) | dir_modes_and_times(env.target("alpha"), ["cache"])
+    assert kept.pop("on_share")[0] == 0o755  # a directory the share had keeps its own, as a file does
+    del expected["on_share"]
+    assert kept == expected
+
+
 def test_rerun_is_a_no_op(env, cli, snapshot):
     fill(env.local(), {"x": b"x"})
     assert cli("init").code == 0

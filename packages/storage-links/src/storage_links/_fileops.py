@@ -127,7 +127,7 @@ def commit(item: Staged, tick: Callable[[], None] | None = None) -> None:
     if not same_content(item.src, item.staging, tick):
         retry_busy(os.unlink, item.staging)
         raise CopyError(f"{item.staging}: read back differs from {item.src}; the source is untouched")
-    _copy_metadata(item.src_stat, item.staging)
+    copy_metadata(item.src_stat, item.staging)
     if os.path.lexists(item.final):
         raise CopyError(f"{item.final}: appeared while {item.src} was being copied; nothing overwritten, re-run")
     retry_busy(os.rename, item.staging, item.final)
@@ -180,8 +180,10 @@ def _fsync_file(fd: int) -> None:
             raise
 
 
-def _copy_metadata(st: os.stat_result, path: str) -> None:
-    # Like cp -a for what a share can hold: permission bits and times (SMB may refuse either).
+def copy_metadata(st: os.stat_result, path: str) -> None:
+    """Give `path` (a file, or a directory once its last entry is in) the permission bits and times in `st`.
+
+    Like cp -a for what a share can hold (SMB may refuse either, which is not worth failing for)."""
     with contextlib.suppress(OSError):
         os.chmod(path, stat.S_IMODE(st.st_mode))
     with contextlib.suppress(OSError):

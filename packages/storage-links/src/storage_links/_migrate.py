@@ -10,7 +10,9 @@ state the next `init` completes (its plan treats leftovers as more work):
    the local one beside it as `<name>.local-conflict-<UTC time>`). Where the
    share is on the same file system (./local_fileshare in a checkout), a rename
    moves the file instead: atomic, so it is always under one of its two names;
-3. remove each emptied local directory (rmdir: fails rather than deletes data);
+3. remove each emptied local directory (rmdir: fails rather than deletes data); a
+   directory this run created on the share then takes the local one's mode and
+   times, as a file does (a directory the share had keeps its own, as a file does);
 4. put a symlink to the share directory in place of the emptied local
    directory, swapping the two names atomically where the kernel can.
 
@@ -30,6 +32,7 @@ from storage_links._errors import StorageLinksError
 from storage_links._fileops import (
     Staged,
     commit,
+    copy_metadata,
     copy_verified,
     exchange,
     fsync_dir,
@@ -74,13 +77,16 @@ class MigrationReport:
 
 def migrate_link(lp: LinkPlan, lock: ShareLock) -> MigrationReport:
     report = MigrationReport()
+    created: set[str] = set()  # share directories this run made: they take their local directory's mode
     for path in lp.make_dirs:
-        os.makedirs(path, exist_ok=True)
+        if not os.path.isdir(path):
+            os.makedirs(path, exist_ok=True)
+            created.add(path)
     for path in lp.leftovers:
         if os.path.islink(path):  # only the symlink itself goes; never what it points to
             retry_busy(os.unlink, path)
     for source in lp.sources:
-        _move_tree(source, lp.target, report, lock, ours=source != lp.local)
+        _move_tree(source, lp.target, report, lock, created, ours=source != lp.local)
     _put_link(lp.local, lp.target)
     for source in lp.sources:
         if source != lp.local and os.path.isdir(source) and not os.path.islink(source):
@@ -88,9 +94,12 @@ def migrate_link(lp: LinkPlan, lock: ShareLock) -> MigrationReport:
     return report
 
 
-def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareLock, *, ours: bool) -> None:
+def _move_tree(
+    src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareLock, created: set[str], *, ours: bool
+) -> None:
+    src_st = os.lstat(src_dir)  # before its entries leave, which changes its mtime
     entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
-    same_fs = os.lstat(src_dir).st_dev == os.lstat(dst_dir).st_dev
+    same_fs = src_st.st_dev == os.lstat(dst_dir).st_dev
     batch: list[Staged] = []
     batch_bytes = renamed = 0
     for entry in entries:  # the files first, so that a batch never waits on a subdirectory
@@ -123,10 +132,13 @@ def _move_tree(src_dir: str, dst_dir: str, report: MigrationReport, lock: ShareL
             dst = os.path.join(dst_dir, entry.name)
             if not os.path.lexists(dst):
                 os.mkdir(dst)
+                created.add(dst)
             elif os.path.islink(dst) or not os.path.isdir(dst):
                 raise Changed(f"{dst}: a file appeared on the share where a directory goes; re-run init")
-            _move_tree(entry.path, dst, report, lock, ours=ours)
+            _move_tree(entry.path, dst, report, lock, created, ours=ours)
             retry_busy(os.rmdir, entry.path)
+    if dst_dir in created:
+        copy_metadata(src_st, dst_dir)  # last: each entry moved in changed its mtime
 
 
 def _rename_file(src: str, dst: str, report: MigrationReport) -> bool:

@@ -1,7 +1,8 @@
 """Act on an unlink plan: turn a link back into a plain directory holding a copy of the share's data.
 
 The share's data is copied (verified, file by file) into `.<name>.storage-links-unlink`
-beside the link, then that directory and the symlink swap names atomically (where
+beside the link, its directories taking the share's modes and times as its files do,
+then that directory and the symlink swap names atomically (where
 the kernel cannot swap, the symlink is removed just before the rename). The share
 keeps its copy: other containers may still use it. A run killed midway leaves the
 link in place; the next unlink starts its copy afresh, and an init migrates the
@@ -16,7 +17,16 @@ import stat
 
 from storage_links._busy import retry_busy
 from storage_links._errors import StorageLinksError
-from storage_links._fileops import Staged, commit, exchange, fsync_dir, make_durable, partial_name, stage
+from storage_links._fileops import (
+    Staged,
+    commit,
+    copy_metadata,
+    exchange,
+    fsync_dir,
+    make_durable,
+    partial_name,
+    stage,
+)
 from storage_links._lock import ShareLock
 from storage_links._plan import UNLINK_COPY, LinkPlan, reserved
 
@@ -32,11 +42,11 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
     if lp.state == "directory":
         return 0  # already unlinked; only the leftovers needed removing
     os.mkdir(copy)
+    for sub in lp.link[4]:  # first: the copy then gives each its mode and times, as it does the rest
+        os.makedirs(os.path.join(copy, sub), exist_ok=True)
     copied = 0
     for source in lp.sources:
         copied += _copy_tree(source, copy, lock)
-    for sub in lp.link[4]:
-        os.makedirs(os.path.join(copy, sub), exist_ok=True)
     if lp.state == "missing":
         retry_busy(os.rename, copy, lp.local)
     elif exchange(copy, lp.local):
@@ -50,6 +60,7 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
 
 def _copy_tree(src_dir: str, dst_dir: str, lock: ShareLock) -> int:
     """Copy one directory's files as a batch (one flush for all), then recurse into its subdirectories."""
+    src_st = os.lstat(src_dir)
     entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
     batch: list[Staged] = []
     for entry in entries:
@@ -69,6 +80,7 @@ def _copy_tree(src_dir: str, dst_dir: str, lock: ShareLock) -> int:
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
             dst = os.path.join(dst_dir, entry.name)
-            os.mkdir(dst)
+            os.makedirs(dst, exist_ok=True)  # a declared subdir is there already
             copied += _copy_tree(entry.path, dst, lock)
+    copy_metadata(src_st, dst_dir)  # last: each entry copied in changed its mtime
     return copied
