@@ -106,6 +106,28 @@ def test_dry_run_changes_nothing(env, cli, snapshot):
     assert snapshot(env.root, env.share) == before
 
 
+def test_dry_run_lists_each_file_init_would_keep_aside(env, cli, snapshot):
+    fill(env.local(), {"same.txt": b"same", "diff.txt": b"local version", "sub/d2": b"local", "only_local": b"L"})
+    fill(env.target(), {"same.txt": b"same", "diff.txt": b"share version", "sub/d2": b"share"})
+    before = snapshot(env.root, env.share)
+    result = cli("init", "--dry-run")
+    assert result.code == 0, result.err
+    assert snapshot(env.root, env.share) == before
+    lines = result.out.splitlines()
+    for rel in ("diff.txt", "sub/d2"):
+        kept, local = env.target() / rel, env.local() / rel
+        assert (
+            f"alpha/data: {kept} differs from the local file {local}; would keep the share's and save the "
+            f"local one as {kept}.local-conflict-<UTC time>"
+        ) in lines
+    assert "alpha/data: 1 file(s) already on the share with identical content; would drop the local copy" in lines
+    assert sum("local-conflict" in line for line in lines) == 2
+    doc = json.loads(cli("--json", "init", "--dry-run").out)
+    assert [a for a in doc["actions"] if "local-conflict" in a] == [a for a in lines if "local-conflict" in a]
+    kept = json.loads(cli("--json", "init").out)["migrated"]["alpha/data"]["kept_aside"]  # as the dry run said
+    assert sorted(k["share"] for k in kept) == [str(env.target() / "diff.txt"), str(env.target() / "sub/d2")]
+
+
 def test_same_name_on_both_sides(any_fs_env, cli):
     env = any_fs_env
     fill(env.local(), {"same.txt": b"same", "diff.txt": b"local version", "only_local": b"L"})

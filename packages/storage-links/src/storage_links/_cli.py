@@ -307,6 +307,20 @@ def _describe_init(lp) -> list[str]:
         lines.append(f"{lp.label}: would move the content of {source} to {lp.target}")
     if lp.files:
         lines.append(f"{lp.label}: {lp.files} file(s), {lp.bytes} bytes, to move or compare")
+    if lp.both_sides:
+        from storage_links._migrate import preview_merges
+
+        identical, aside = preview_merges(lp)
+        lines += [
+            f"{lp.label}: {kept} differs from the local file {local}; would keep the share's and save the "
+            f"local one as {saved}"
+            for kept, local, saved in aside
+        ]
+        if identical:
+            lines.append(
+                f"{lp.label}: {identical} file(s) already on the share with identical content; would drop the "
+                f"local cop{'y' if identical == 1 else 'ies'}"
+            )
     if lp.state == "directory":
         lines.append(f"{lp.label}: would replace the directory {lp.local} by a symlink to {lp.target}")
     elif lp.state == "missing":

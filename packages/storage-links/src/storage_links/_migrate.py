@@ -26,6 +26,7 @@ import errno
 import os
 import stat
 import time
+from collections.abc import Callable
 
 from storage_links._busy import retry_busy
 from storage_links._errors import StorageLinksError
@@ -180,7 +181,7 @@ def _merge_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) ->
     if same_content(src, dst, lock.heartbeat):
         report.identical += 1
     else:
-        aside = _saved_aside(src, dst, lock)
+        aside = _saved_aside(src, dst, lock.heartbeat)
         if aside is None:
             aside = _free_aside_name(dst)
             copy_verified(src, aside, partial_name(dst), lock.heartbeat)
@@ -188,13 +189,30 @@ def _merge_file(src: str, dst: str, report: MigrationReport, lock: ShareLock) ->
     retry_busy(os.unlink, src)
 
 
-def _saved_aside(src: str, dst: str, lock: ShareLock) -> str | None:
+def preview_merges(lp: LinkPlan) -> tuple[int, list[tuple[str, str, str]]]:
+    """What init will do with each name on both sides, for a dry run: compared as `_merge_file` compares.
+
+    Returns how many local files are identical to the share's (dropped), and (share file kept, local
+    file, where the local one is saved) for each that differs; a name not saved yet ends in <UTC time>."""
+    identical, aside = 0, []
+    for src, dst in lp.both_sides:
+        if same_content(src, dst):
+            identical += 1
+        else:
+            saved = _saved_aside(src, dst, None) or os.path.join(
+                os.path.dirname(dst), _aside_prefix(os.path.basename(dst)) + "<UTC time>"
+            )
+            aside.append((dst, src, saved))
+    return identical, aside
+
+
+def _saved_aside(src: str, dst: str, tick: Callable[[], None] | None) -> str | None:
     """A conflict copy of `src` that an interrupted run already saved, so a re-run makes no second one."""
     head, name = os.path.split(dst)
     prefix = _aside_prefix(name)
     for entry in os.scandir(head):
         is_copy = entry.name.startswith(prefix) and entry.is_file(follow_symlinks=False)
-        if is_copy and same_content(src, entry.path, lock.heartbeat):
+        if is_copy and same_content(src, entry.path, tick):
             return entry.path
     return None
 

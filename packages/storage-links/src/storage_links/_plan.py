@@ -30,7 +30,19 @@ def reserved(local: str, kind: str) -> str:
 class LinkPlan:
     """What one link needs. `sources`: local directories whose content moves to `target`."""
 
-    __slots__ = ("bytes", "files", "label", "leftovers", "link", "local", "make_dirs", "sources", "state", "target")
+    __slots__ = (
+        "both_sides",
+        "bytes",
+        "files",
+        "label",
+        "leftovers",
+        "link",
+        "local",
+        "make_dirs",
+        "sources",
+        "state",
+        "target",
+    )
 
     def __init__(self, link: Declared, share: str) -> None:
         self.link = link
@@ -41,6 +53,9 @@ class LinkPlan:
         self.sources: list[str] = []
         self.leftovers: list[str] = []  # reserved names that hold a symlink or a copy of ours, to remove
         self.make_dirs: list[str] = []
+        # (local file, share file) at one name: dropped if identical, else the local one is saved aside.
+        # Compared only when acting or for a dry run: a plan that read every byte would double a cold init.
+        self.both_sides: list[tuple[str, str]] = []
         self.files = 0
         self.bytes = 0
 
@@ -274,11 +289,17 @@ def _walk_source(
         elif entry.is_file(follow_symlinks=False):
             if ours and entry.name.endswith(PARTIAL_SUFFIX):
                 continue  # an interrupted copy of ours: removed, not migrated
-            if os.path.isdir(dst) or os.path.islink(dst):
+            try:
+                dst_mode = os.lstat(dst).st_mode
+            except OSError:
+                dst_mode = 0
+            if stat.S_ISDIR(dst_mode) or stat.S_ISLNK(dst_mode):
                 conflicts.append(f"{lp.label}: {entry.path} is a file where the share has a directory ({dst})")
             else:
                 lp.files += 1
                 lp.bytes += entry.stat(follow_symlinks=False).st_size
+                if stat.S_ISREG(dst_mode):
+                    lp.both_sides.append((entry.path, dst))
         else:
             conflicts.append(f"{lp.label}: {entry.path} is a special file (fifo, socket or device); cannot migrate it")
 
