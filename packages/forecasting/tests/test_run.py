@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -359,6 +360,77 @@ def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
     (directory / "backtests.parquet").write_bytes(b"not parquet")
     assert run_cli(monkeypatch, "r1") == 4
     assert "backtests.parquet: cannot be read as Parquet" in capsys.readouterr().err
+
+
+# Mode bits do not stop root: as root, the CLI runs without the capabilities that let it read anyway
+# (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as the container's non-root user would.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+@pytest.fixture
+def run_unprivileged() -> Callable[[str], subprocess.CompletedProcess]:
+    if UNPRIVILEGED and subprocess.run([*UNPRIVILEGED, "true"], capture_output=True, check=False).returncode:
+        pytest.skip("runs as root and cannot drop the capabilities that bypass mode bits (setpriv)")
+
+    def run(run_id: str) -> subprocess.CompletedProcess:
+        command = [*UNPRIVILEGED, sys.executable, "-m", "forecasting", "run"]
+        env = {**os.environ, "PIPELINE_RUN_ID": run_id}
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "named"),
+    [("LATEST", "LATEST"), ("p1", "p1/run.json"), ("p1/history.parquet", "p1/history.parquet")],
+    ids=["latest", "run-dir", "parquet"],
+)
+def test_predictions_that_cannot_be_read_are_one_input_error_naming_the_file(
+    make_predictions, run_unprivileged, unreadable, named
+):
+    make_predictions("p1")
+    path = predictions_root() / unreadable
+    mode = path.stat().st_mode
+    path.chmod(0o600 if path.is_dir() else 0)  # a directory that cannot be searched
+    try:
+        done = run_unprivileged("r1")
+    finally:
+        path.chmod(mode)
+
+    assert (done.returncode, done.stderr) == (
+        InputError.exit_code,
+        f"forecasting: error: {predictions_root() / named}: cannot be read (Permission denied)\n",
+    )
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
+@pytest.mark.parametrize("content", [b"\xffp1\n", b"p1\x00\n", b"../p1\n"], ids=["not-utf8", "nul", "path"])
+def test_a_latest_that_names_no_run_is_one_input_error(make_predictions, monkeypatch, capsys, content):
+    make_predictions("p1")
+    (predictions_root() / "LATEST").write_bytes(content)
+
+    assert run_cli(monkeypatch, "r1") == InputError.exit_code
+
+    assert capsys.readouterr().err.startswith(
+        f"forecasting: error: {predictions_root() / 'LATEST'}: does not name a run"
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc/self/mem")
+@pytest.mark.parametrize("name", ["run.json", "scores.parquet"])
+def test_an_io_error_reading_predictions_is_one_input_error_naming_the_file(
+    make_predictions, monkeypatch, capsys, name
+):
+    # Reading /proc/self/mem from its start fails with EIO for every user: an I/O error, as from a share,
+    # whose OSError names no file.
+    path = make_predictions("p1") / name
+    path.unlink()
+    path.symlink_to("/proc/self/mem")
+
+    assert run_cli(monkeypatch, "r1") == InputError.exit_code
+
+    assert capsys.readouterr().err == f"forecasting: error: {path}: cannot be read (Input/output error)\n"
+    assert not output_root().exists() or not any(output_root().iterdir())
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,22 @@
 
 A run directory without run.json is unfinished and never read. Every frame is checked against
 the documented columns here, so the rest of the stage can trust them; errors name the file.
+Every file is read through `_read`, so that an OS error (a file or directory this user may not
+read, an I/O error on the share) is one InputError naming the file too, not a traceback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
-from storage_links import data_dir
+from storage_links import data_dir, is_run_id
 
 from forecasting._errors import InputError
 
@@ -81,14 +85,14 @@ def latest_run_id() -> str:
     """The run named by predictions/LATEST, which must be complete (hold run.json)."""
     root = predictions_dir()
     latest = root / LATEST
-    if not latest.is_file():
-        unfinished = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        hint = f" ({len(unfinished)} run dir(s) without LATEST: {', '.join(unfinished[-3:])})" if unfinished else ""
+    content = _read(latest)
+    if content is None:
+        hint = _unfinished_hint(root)
         raise InputError(f"no predictions yet: {latest} not found{hint}; run modelling first")
-    run = latest.read_text(encoding="utf-8").strip()
-    if not run or "/" in run or run.startswith("."):
+    run = content.decode("utf-8", errors="replace").strip()
+    if not is_run_id(run):  # also what could not be opened as a path: a NUL, undecodable bytes
         raise InputError(f"{latest}: does not name a run (content {run[:40]!r})")
-    if not (root / run / RUN_FILE).is_file():
+    if _read(root / run / RUN_FILE) is None:
         raise InputError(f"{latest} names {run}, but {root / run / RUN_FILE} is missing: that run did not finish")
     return run
 
@@ -98,15 +102,20 @@ def load_predictions(run: str | None = None) -> Predictions:
     run = run or latest_run_id()
     directory = predictions_dir() / run
     run_file = directory / RUN_FILE
-    if not run_file.is_file():
+    content = _read(run_file)
+    if content is None:
         raise InputError(f"{run_file} is missing: predictions run {run} did not finish")
-    meta = _read_meta(run_file)
-    hashes = {RUN_FILE: _sha256(run_file)}
+    meta = _read_meta(run_file, content)
+    # Hashed from the bytes parsed, so that inputs.json records exactly what was published from.
+    hashes = {RUN_FILE: hashlib.sha256(content).hexdigest()}
     frames = {}
     for name, columns in COLUMNS.items():
         path = directory / name
-        frames[name] = _read_frame(path, columns)
-        hashes[name] = _sha256(path)
+        content = _read(path)
+        if content is None:
+            raise InputError(f"{path}: missing from a run that has run.json")
+        frames[name] = _read_frame(path, content, columns)
+        hashes[name] = hashlib.sha256(content).hexdigest()
     predictions = Predictions(
         run_id=run,
         directory=directory,
@@ -121,9 +130,29 @@ def load_predictions(run: str | None = None) -> Predictions:
     return predictions
 
 
-def _read_meta(path: Path) -> dict:
+def _read(path: Path) -> bytes | None:
+    """The file's bytes, or None when there is none (a directory in its place counts as none, as the
+    run that should have written it did not); any other OS error is an InputError naming the file."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=_not_json)
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError as exc:  # EACCES, or EIO from the share, which names no file of its own
+        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _unfinished_hint(root: Path) -> str:
+    """' (2 run dir(s) without LATEST: ...)', or nothing: the hint is left out where root cannot be listed."""
+    with contextlib.suppress(OSError):
+        unfinished = sorted(p.name for p in root.iterdir() if p.is_dir())
+        if unfinished:
+            return f" ({len(unfinished)} run dir(s) without LATEST: {', '.join(unfinished[-3:])})"
+    return ""
+
+
+def _read_meta(path: Path, content: bytes) -> dict:
+    try:
+        meta = json.loads(content.decode("utf-8"), parse_constant=_not_json)
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, or _not_json's
         raise InputError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict):
@@ -157,13 +186,11 @@ def _not_json(token: str) -> None:
     raise ValueError(f"{token} is not a JSON value")
 
 
-def _read_frame(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_frame(path: Path, content: bytes, columns: list[str]) -> pd.DataFrame:
     import pandas as pd  # here, not at the top: a run with nothing new never reads a frame
 
-    if not path.is_file():
-        raise InputError(f"{path}: missing from a run that has run.json")
     try:
-        frame = pd.read_parquet(path)
+        frame = pd.read_parquet(io.BytesIO(content))
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise InputError(f"{path}: cannot be read as Parquet ({type(exc).__name__}: {exc})") from None
     missing = [c for c in columns if c not in frame.columns]
@@ -212,11 +239,3 @@ def _check_consistent(p: Predictions) -> None:
             f"{where / 'forecasts.parquet'}: {len(bad)} row(s) with bounds out of order or missing, "
             f"first: series {row.series}, model {row.model}, step {row.step}"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
