@@ -52,3 +52,23 @@ def test_the_same_tree_owned_by_the_user_is_migrated(nobody_env, run_as_nobody):
     assert proc.returncode == 0, proc.stderr
     assert (env.target() / "sub" / "g").read_text() == "g"
     assert os.readlink(env.local()) == str(env.target())
+
+
+def test_unlink_checks_that_it_can_write_the_local_side_before_it_changes_anything(nobody_env, run_as_nobody, snapshot):
+    # logs (the root's link) comes first: it was turned back into a directory, then the data's link failed.
+    env = nobody_env
+    fill(env)
+    (env.local("logs")).mkdir()
+    (env.local("logs") / "run.log").write_text("log")
+    assert run_as_nobody(env, "init").returncode == 0
+    before = snapshot(env.root, env.share)
+    for args in (("unlink", "--dry-run"), ("unlink",)):
+        proc = run_as_nobody(env, *args, keep_root=(env.local().parent,))
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"storage-links: conflict: alpha/data: {env.local().parent} is not writable by this user (uid {NOBODY}); "
+            f"unlink puts the plain directory there",
+            "storage-links: 1 conflict(s); nothing was changed",
+        ]
+        assert snapshot(env.root, env.share) == before
+    assert env.local("logs").is_symlink()

@@ -306,6 +306,7 @@ def _walk_source(
 
 def plan_unlink(declared: list[Declared], share: str) -> Plan:
     plan = Plan()
+    checked: set[str] = set()  # a directory two links are unlinked in is reported once
     for link in declared:
         lp = LinkPlan(link, share)
         plan.links.append(lp)
@@ -327,13 +328,19 @@ def plan_unlink(declared: list[Declared], share: str) -> Plan:
                         f"storage-links leaves it alone"
                     )
             elif stat.S_ISDIR(mode):
-                lp.state = "directory"  # already a plain directory: nothing to do
-                continue
+                lp.state = "directory"  # already a plain directory: at most leftovers to remove
             else:
                 lp.state = "not-a-directory"
                 plan.conflicts.append(f"{lp.label}: {lp.local} is a regular file where the data directory belongs")
                 continue
-        if os.path.isdir(lp.target) and not os.path.islink(lp.target):
+        parent = os.path.dirname(lp.local)
+        if (lp.state in ("linked", "missing") or lp.leftovers) and parent not in checked and os.path.isdir(parent):
+            # The copy is made and swapped for the link in `parent`: found now, not after other links are done.
+            checked.add(parent)
+            why = _not_writable(parent)
+            if why:
+                plan.conflicts.append(f"{lp.label}: {parent} {why}; unlink puts the plain directory there")
+        if lp.state != "directory" and os.path.isdir(lp.target) and not os.path.islink(lp.target):
             lp.sources.append(lp.target)
             _walk_share(lp, lp.target, plan.conflicts)
     return plan
