@@ -101,6 +101,35 @@ def test_pipeline_root_without_pyproject(monkeypatch, tmp_path):
         project_root()
 
 
+def test_a_root_naming_a_member_package_says_which_root_to_give(env, cli, monkeypatch, tmp_path):
+    # It said "packages/alpha/pyproject.toml: tool.hatch.envs.default.workspace.members must be a list of globs".
+    member = env.root / "packages" / "alpha"
+    monkeypatch.chdir(env.root)
+    monkeypatch.setenv("PIPELINE_ROOT", "packages/alpha")
+    said = f"{member} is the member package alpha of the workspace at {env.root}, not the project root"
+    with pytest.raises(ContractError) as raised:
+        project_root()
+    assert str(raised.value) == f"PIPELINE_ROOT=packages/alpha: {said}; set PIPELINE_ROOT to {env.root}"
+    result = cli("validate")
+    assert (result.code, result.err) == (5, f"storage-links: {raised.value}\n")
+    monkeypatch.setenv("PIPELINE_ROOT", str(member / "src"))  # no pyproject.toml, but inside the workspace
+    with pytest.raises(ContractError) as raised:
+        project_root()
+    assert str(raised.value) == (
+        f"PIPELINE_ROOT={member / 'src'}: no pyproject.toml there; {member / 'src'} is inside the workspace at "
+        f"{env.root}, not the project root; set PIPELINE_ROOT to {env.root}"
+    )
+    monkeypatch.delenv("PIPELINE_ROOT")
+    result = cli("--root", "packages/alpha", "status")
+    assert (result.code, result.err) == (5, f"storage-links: --root packages/alpha: {said}; use --root {env.root}\n")
+    lone = tmp_path / "lone"  # a pyproject.toml in no workspace at all
+    lone.mkdir()
+    (lone / "pyproject.toml").write_text('[project]\nname = "lone"\n')
+    monkeypatch.setenv("PIPELINE_ROOT", str(lone))
+    with pytest.raises(ContractError, match=r"pyproject.toml declares no workspace .*; set PIPELINE_ROOT to the"):
+        project_root()
+
+
 def test_root_found_from_the_installed_package_without_pipeline_root(monkeypatch):
     # Tests run from a checkout (editable or tox's install beneath it): the workspace root is above.
     root = project_root()

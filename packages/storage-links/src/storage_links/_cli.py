@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from storage_links._errors import ContractError, ShareError, StorageLinksError, UsageError
+from storage_links._errors import ShareError, StorageLinksError, UsageError
 
 HELP = """\
 usage: storage-links [--root PATH] [--share PATH] [--json] COMMAND [OPTIONS]
@@ -158,12 +158,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _locations(opts: dict[str, object]) -> tuple[str, str]:
-    from storage_links._declared import find_root, find_share
+    from storage_links._declared import check_root, find_root, find_share
 
     if "--root" in opts:
         root = os.path.abspath(str(opts["--root"]))
-        if not os.path.isfile(os.path.join(root, "pyproject.toml")):
-            raise ContractError(f"--root {opts['--root']}: no pyproject.toml there")
+        check_root(root, f"--root {opts['--root']}", "use --root")
     else:
         root = find_root()
     share = os.path.abspath(str(opts["--share"])) if "--share" in opts else find_share(root)

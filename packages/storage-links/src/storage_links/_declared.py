@@ -29,17 +29,40 @@ def find_root() -> str:
     env = os.environ.get("PIPELINE_ROOT")
     if env:
         root = os.path.abspath(env)
-        if not os.path.isfile(os.path.join(root, "pyproject.toml")):
-            raise ContractError(f"PIPELINE_ROOT={env}: no pyproject.toml there")
+        check_root(root, f"PIPELINE_ROOT={env}", "set PIPELINE_ROOT to")
         return root
-    here = os.path.dirname(os.path.realpath(__file__))
-    while True:
-        if _mentions_workspace(os.path.join(here, "pyproject.toml")) and _is_workspace(here):
-            return here
-        parent = os.path.dirname(here)
-        if parent == here:
-            raise ContractError("cannot find the project root from the installed storage_links; set PIPELINE_ROOT")
-        here = parent
+    root = _workspace_above(os.path.dirname(os.path.realpath(__file__)))
+    if root is None:
+        raise ContractError("cannot find the project root from the installed storage_links; set PIPELINE_ROOT")
+    return root
+
+
+def check_root(root: str, given: str, advice: str) -> None:
+    """Refuse a project root that is not a workspace's root, saying what it is and which one to give.
+
+    `given` is how the user named it (`PIPELINE_ROOT=packages/scraping`); `advice` leads to the root
+    to give instead (`set PIPELINE_ROOT to`). A member package's directory is the likely slip: it has
+    a pyproject.toml too, whose missing workspace table made a confusing error of its own."""
+    pyproject = os.path.join(root, "pyproject.toml")
+    present = os.path.isfile(pyproject)
+    if present and _mentions_workspace(pyproject):  # a byte test: no tomllib on the hot path; parsing checks the rest
+        return
+    problem = given if present else f"{given}: no pyproject.toml there"
+    workspace = _workspace_above(os.path.dirname(root))
+    if workspace is None and not present:
+        raise ContractError(problem)
+    if workspace is None:
+        raise ContractError(
+            f"{given}: {pyproject} declares no workspace (tool.hatch.envs.default.workspace.members), "
+            f"so {root} is not the project root; {advice} the directory whose pyproject.toml does"
+        )
+    member = present and root in _members(workspace)
+    what = f"the member package {os.path.basename(root)} of" if member else "inside"
+    separator = ":" if present else ";"
+    raise ContractError(
+        f"{problem}{separator} {root} is {what} the workspace at {workspace}, not the project root; "
+        f"{advice} {workspace}"
+    )
 
 
 def find_share(root: str | None = None) -> str:
@@ -74,6 +97,26 @@ def _mentions_workspace(pyproject: str) -> bool:
     except OSError:
         return False
     return b"workspace" in data and b"members" in data
+
+
+def _workspace_above(here: str) -> str | None:
+    """The nearest workspace root at or above the directory `here`, if any."""
+    while True:
+        if _mentions_workspace(os.path.join(here, "pyproject.toml")) and _is_workspace(here):
+            return here
+        parent = os.path.dirname(here)
+        if parent == here:
+            return None
+        here = parent
+
+
+def _members(root: str) -> set[str]:
+    """The member directories of the workspace at `root` (its globs expanded)."""
+    import glob
+
+    members = _workspace(_read_toml(os.path.join(root, "pyproject.toml"))).get("members", [])
+    found = (glob.glob(os.path.join(glob.escape(root), m)) for m in members if isinstance(m, str))
+    return {os.path.normpath(path) for paths in found for path in paths}
 
 
 def _is_workspace(root: str) -> bool:
