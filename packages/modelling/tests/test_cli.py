@@ -198,6 +198,47 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
 
 
+def test_a_run_resumed_after_a_stop_reuses_the_finished_series_backtest_searches(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+):
+    """A stopped run's finished series are not searched again, final model or backtest folds, and
+    the resumed run writes what an uninterrupted one does."""
+    from modelling import _cache, _sarima
+
+    store("fred/A", make_monthly(54, seed=1), "M")
+    store("fred/B", make_monthly(60, seed=2), "M")
+    config = stage_config(tmp_path, "sarima.toml", models='["auto_sarima"]')
+    assert model("whole", monkeypatch, "--config", config) == EXIT_OK
+    cache = root / "packages" / "modelling" / "cache" / "sarima_params"
+    for path in [*cache.iterdir(), predictions / "LATEST"]:
+        path.unlink()
+
+    stored = _cache.store
+
+    def store_then_stop(*args):  # a SIGINT as the first series' fits land: fred/A done, fred/B not begun
+        stored(*args)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_cache, "store", store_then_stop)
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    assert len(list(cache.iterdir())) == 1
+    searched = []
+    search = _sarima._search
+    monkeypatch.setattr(_sarima, "_search", lambda x, *a: searched.append(len(x)) or search(x, *a))
+    capsys.readouterr()
+
+    assert model("resumed", monkeypatch, "--config", config) == EXIT_OK
+
+    # fred/B (60 points: 60 and its folds' 42, 33, 24) is searched; fred/A (54; 36, 27, 18) not at all.
+    assert sorted(searched) == [24, 33, 42, 60]
+    err = capsys.readouterr().err
+    assert "fred/A: auto_sarima: 3 of 3 backtest folds reused their cached models, unsearched" in err
+    for name in ("forecasts", "backtests", "scores"):
+        whole, resumed = (pd.read_parquet(predictions / run / f"{name}.parquet") for run in ("whole", "resumed"))
+        pd.testing.assert_frame_equal(whole, resumed)
+
+
 def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
     # A stop of the whole group (systemd's, a killed `make run`'s) reaches the workers too, and the
     # stage twice: make relays the SIGTERM it got to its children.

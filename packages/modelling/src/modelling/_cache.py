@@ -6,6 +6,10 @@ vouch for (its own length), so a lookup tells three cases apart:
 - "same": the values are unchanged: reuse the parameters as they are, no fit;
 - "extended": the old values are a prefix of the new ones: refit from the cached order and params;
 - None: no usable entry: full search.
+It also records the model each backtest fold's search chose, by training length, with a hash of those
+training values: a fold whose training values are unchanged (a run resumed after a stop, or a series
+whose newest value alone was revised) reuses it as it is, which forecasts exactly what the search
+would have, and the other folds are searched. An entry written before folds were recorded has none.
 JSON, never pickle: a foreign file is data to check, not code to run. Anything that does not parse
 into a well-formed entry (a choice the search could have made for this season length, with one
 parameter per coefficient) is ignored with a warning naming the file; the full search that follows
@@ -17,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +38,9 @@ FORMAT = 1
 
 @dataclass(frozen=True)
 class Hit:
-    kind: str  # "same" or "extended"
-    choice: Choice
+    kind: str | None  # "same" or "extended"; None: the final model is searched afresh
+    choice: Choice | None
+    folds: dict[int, Choice] = field(default_factory=dict)  # by training length, for unchanged training values
 
 
 def entry_path(cache_dir: Path, series: str, config_fingerprint: str) -> Path:
@@ -55,22 +60,34 @@ def lookup(
             raise ValueError("not an entry of this format for this series")
         if entry.get("config") != config_fingerprint:
             raise ValueError("written for another configuration")
-        choice = Choice.from_json(entry["choice"])
-        if choice.seasonal_order[3] not in (0, season_length):
-            raise ValueError(f"seasonal period {choice.seasonal_order[3]} for a season of {season_length}")
+        choice = _choice(entry["choice"], season_length)
         length = int(entry["length"])
         values_fp = str(entry["fingerprint"])
+        folds = [(int(f["length"]), str(f["fingerprint"]), _choice(f["choice"], season_length))
+                 for f in entry.get("folds", [])]  # fmt: skip
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         log.warning("ignoring cache entry %s for %s: %s", path, series_name, exc)
         return None
+    reusable = {n: c for n, fp, c in folds if 0 < n <= len(series) and fp == fingerprint(series.iloc[:n])}
     if values_fp == fingerprint(series):
-        return Hit("same", choice)
+        return Hit("same", choice, reusable)
     if 0 < length < len(series) and values_fp == fingerprint(series.iloc[:length]):
-        return Hit("extended", choice)
-    return None
+        return Hit("extended", choice, reusable)
+    return Hit(None, None, reusable) if reusable else None
 
 
-def store(cache_dir: Path, series_name: str, series: pd.Series, config_fingerprint: str, choice: dict) -> None:
+def _choice(data: dict, season_length: int) -> Choice:
+    choice = Choice.from_json(data)
+    if choice.seasonal_order[3] not in (0, season_length):
+        raise ValueError(f"seasonal period {choice.seasonal_order[3]} for a season of {season_length}")
+    return choice
+
+
+def store(
+    cache_dir: Path, series_name: str, series: pd.Series, config_fingerprint: str, choice: dict,
+    folds: dict[int, dict] | None = None,
+) -> None:  # fmt: skip
+    """Write the entry for `series`: its final `choice` and the `folds`' choices by training length."""
     entry = {
         "format": FORMAT,
         "series": series_name,
@@ -79,6 +96,11 @@ def store(cache_dir: Path, series_name: str, series: pd.Series, config_fingerpri
         "fingerprint": fingerprint(series),
         "last_date": str(series.index[-1]) if len(series) else None,
         "choice": choice,
+        "folds": [
+            {"length": n, "fingerprint": fingerprint(series.iloc[:n]), "choice": c}
+            for n, c in sorted((folds or {}).items())
+            if all(np.isfinite(c["params"]))
+        ],
     }
     if not all(np.isfinite(choice["params"])):
         return

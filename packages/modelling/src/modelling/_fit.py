@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -37,6 +38,7 @@ class Task:
     min_points: int
     cached: Choice | None = None
     cache_kind: str | None = None  # "same" or "extended" when `cached` is set
+    cached_folds: dict[int, Choice] = field(default_factory=dict)  # by training length: reused as they are
 
 
 @dataclass
@@ -46,6 +48,8 @@ class Outcome:
     backtests: pd.DataFrame | None = None
     scores: pd.DataFrame | None = None
     choice: dict | None = None
+    fold_choices: dict[int, dict] = field(default_factory=dict)  # auto_sarima's per fold, by training length
+    folds_reused: int = 0  # auto_sarima's backtest folds that reused their cached model, no search
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
@@ -72,6 +76,29 @@ def _forecaster(task: Task, model: str, final: bool):
     return functools.partial(auto_sarima, transform=task.transform)
 
 
+def _fold_sarima(task: Task, outcome: Outcome) -> Callable[[pd.Series, int, int], pd.DataFrame]:
+    """auto_sarima for the backtest folds: a fold whose training values the cache vouches for reuses
+    its cached model as it is (the forecast its search gave), the others are searched; every fold's
+    choice lands in `outcome.fold_choices`, for the cache."""
+
+    def forecast(train: pd.Series, m: int, h: int) -> pd.DataFrame:
+        cached = task.cached_folds.get(len(train))
+        result = None
+        if cached is not None:
+            result = auto_sarima(train, m, h, transform=task.transform, start=cached, refit=False)
+            if result.attrs.get("fallback"):  # as for the final model: search afresh
+                result = None
+        if result is None:
+            result = auto_sarima(train, m, h, transform=task.transform)
+        else:
+            outcome.folds_reused += 1
+        if result.attrs.get("choice") is not None:
+            outcome.fold_choices[len(train)] = result.attrs["choice"]
+        return result
+
+    return forecast
+
+
 def _fit(task: Task, outcome: Outcome) -> None:
     m, h = task.season_length, task.horizon
     lengths = origins(len(task.series), h, task.folds, task.step, task.min_points)
@@ -96,7 +123,11 @@ def _fit(task: Task, outcome: Outcome) -> None:
         frame.insert(0, "step", range(1, h + 1))
         frame.insert(0, "model", model)
         forecasts.append(frame)
-        backtest = run_folds(_forecaster(task, model, final=False), task.series, m, h, lengths)
+        fold_forecaster = _fold_sarima(task, outcome) if model == "auto_sarima" else FORECASTERS[model]
+        backtest = run_folds(fold_forecaster, task.series, m, h, lengths)
+        if model == "auto_sarima" and outcome.folds_reused:
+            outcome.notes.append(f"auto_sarima: {outcome.folds_reused} of {len(lengths)} backtest folds reused "
+                                 "their cached models, unsearched")  # fmt: skip
         rows.append({"model": model, **scores(backtest)})
         if not backtest.empty:
             backtest.insert(0, "model", model)

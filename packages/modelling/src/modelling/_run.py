@@ -140,7 +140,8 @@ def _run(
         if outcome.error or outcome.choice is None:
             return
         try:
-            _cache.store(cache_dir, outcome.name, by_name[outcome.name].series, config_fp, outcome.choice)
+            _cache.store(cache_dir, outcome.name, by_name[outcome.name].series, config_fp, outcome.choice,
+                         outcome.fold_choices)  # fmt: skip
         except OSError as exc:
             log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
 
@@ -263,6 +264,7 @@ def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> 
         min_points=config.min_points,
         cached=hit.choice if hit else None,
         cache_kind=hit.kind if hit else None,
+        cached_folds=hit.folds if hit else {},
     )
 
 
