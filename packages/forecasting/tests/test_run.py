@@ -404,6 +404,52 @@ def test_predictions_that_cannot_be_read_are_one_input_error_naming_the_file(
     assert not output_root().exists() or not any(output_root().iterdir())
 
 
+@pytest.mark.parametrize("unreadable", ["output/LATEST", "input/r1/inputs.json"])
+def test_a_file_of_data_that_cannot_be_read_is_one_storage_error_naming_it(
+    make_predictions, monkeypatch, run_unprivileged, unreadable
+):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    path = data_dir("forecasting", "data") / unreadable
+    path.chmod(0)
+    try:
+        done = run_unprivileged("r2")
+    finally:
+        path.chmod(0o644)
+
+    assert (done.returncode, done.stderr) == (
+        StorageError.exit_code,
+        f"forecasting: error: {path}: cannot be read (Permission denied)\n",
+    )
+    assert output_runs() == ["r1"] and latest() == "r1"
+
+
+def test_an_inputs_json_that_is_not_utf8_is_one_input_error_naming_it(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    inputs = input_root() / "r1" / "inputs.json"
+    inputs.write_bytes(b"\xff\xfe{}")
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == InputError.exit_code
+
+    assert capsys.readouterr().err.startswith(f"forecasting: error: {inputs}: unreadable (UnicodeDecodeError: ")
+    assert output_runs() == ["r1"]
+
+
+@pytest.mark.parametrize("content", [b"r1\x00\n", b"../r1\n"], ids=["nul", "path"])
+def test_a_data_latest_that_names_no_run_is_published_over(make_predictions, monkeypatch, capsys, content):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    (output_root() / "LATEST").write_bytes(content)
+
+    assert run_cli(monkeypatch, "r2") == 0
+
+    assert "which is not a run id; publishing again" in capsys.readouterr().err
+    assert output_runs() == ["r1", "r2"] and latest() == "r2"
+
+
 @pytest.mark.parametrize("content", [b"\xffp1\n", b"p1\x00\n", b"../p1\n"], ids=["not-utf8", "nul", "path"])
 def test_a_latest_that_names_no_run_is_one_input_error(make_predictions, monkeypatch, capsys, content):
     make_predictions("p1")

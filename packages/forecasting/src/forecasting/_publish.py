@@ -7,7 +7,8 @@ Order of writes, so a crash at any point leaves LATEST on the last complete run:
 4. data/output/LATEST, last.
 A run that fails or is stopped before LATEST moves removes what it wrote (a run directory without
 its inputs.json would otherwise be left for `upload` to refuse), and a write the file system refuses
-is a StorageError naming the path.
+is a StorageError naming the path, as is a file of data/ that cannot be read (data/ is this stage's
+own: the share or its permissions are at fault, as for a write).
 """
 
 from __future__ import annotations
@@ -57,10 +58,10 @@ def input_dir() -> Path:
 
 def latest_output() -> str | None:
     """The run data/output/LATEST names, or None before the first run."""
-    path = output_dir() / LATEST
-    if not path.is_file():
+    content = _read_data(output_dir() / LATEST)
+    if content is None:
         return None
-    return path.read_text(encoding="utf-8").strip() or None
+    return content.decode("utf-8", errors="replace").strip() or None
 
 
 def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False) -> RunResult:
@@ -169,14 +170,18 @@ def _already_published(predictions_run: str, settings: Settings) -> bool:
     latest = latest_output()
     if latest is None:
         return False
+    if not is_run_id(latest):  # a damaged LATEST: the run about to be published replaces it
+        log.warning("%s names %r, which is not a run id; publishing again", output_dir() / LATEST, latest[:80])
+        return False
     record = _inputs_path(latest)
-    try:
-        recorded = json.loads(record.read_text(encoding="utf-8"))
-        used = recorded["predictions"]["run_id"]
-    except FileNotFoundError:
+    content = _read_data(record)
+    if content is None:
         log.warning("%s is missing; publishing again", record)
         return False
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    try:
+        recorded = json.loads(content.decode("utf-8"))
+        used = recorded["predictions"]["run_id"]
+    except (ValueError, KeyError, TypeError) as exc:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise InputError(f"{record}: unreadable ({type(exc).__name__}: {exc})") from None
     if used != predictions_run:
         return False
@@ -184,6 +189,16 @@ def _already_published(predictions_run: str, settings: Settings) -> bool:
         log.info("the settings in %s changed since run %s was published: publishing again", settings.source, latest)
         return False
     return True
+
+
+def _read_data(path: Path) -> bytes | None:
+    """A file of data/, or None when there is none; any other OS error is a StorageError naming it."""
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    except OSError as exc:  # EACCES, or EIO from the share, which names no file of its own
+        raise StorageError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _write_outputs(
