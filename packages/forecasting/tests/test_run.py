@@ -616,6 +616,33 @@ def test_bad_profile_is_a_config_error(project, monkeypatch, capsys):
     assert "PIPELINE_PROFILE='staging'" in capsys.readouterr().err
 
 
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stderr", "level", "shown"),
+    [(Terminal, "INFO", True), (Terminal, "WARNING", False), (io.StringIO, "INFO", False)],
+    ids=["terminal", "terminal-warning", "not-a-terminal"],
+)
+def test_the_reports_charts_show_per_series_progress_on_a_terminal_only(
+    make_predictions, monkeypatch, stderr, level, shown
+):
+    make_predictions("p1")
+    monkeypatch.setattr(sys, "stderr", stderr())
+
+    assert run_cli(monkeypatch, "r1", "--log-level", level) == 0
+
+    err = sys.stderr.getvalue()
+    steps = re.findall(r"\r\x1b\[K\[(\d)/3\] report (\w+): ok", err)
+    if shown:  # as modelling's fits show theirs: one line rewritten per chart, ended before the next log line
+        assert [n for n, _ in steps] == ["1", "2", "3"] and {s for _, s in steps} == {"GDP", "UNRATE", "CPI"}
+        assert re.search(r"report \w+: ok\nforecasting: published r1: 3 series", err)
+    else:
+        assert steps == [] and "\x1b" not in err
+
+
 def test_logs_go_to_the_run_log_file(make_predictions, monkeypatch):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1") == 0

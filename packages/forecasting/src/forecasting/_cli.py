@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         with stop_on_signals():
             settings = load_settings()
             if args.command == "run":
-                run(this_run, settings, keep=args.keep, dry_run=args.dry_run)  # "nothing new" is logged there
+                # "nothing new" is logged there
+                run(this_run, settings, keep=args.keep, dry_run=args.dry_run, level=args.log_level)
             else:
                 upload(settings, args.run, dry_run=args.dry_run)
     except ForecastingError as exc:

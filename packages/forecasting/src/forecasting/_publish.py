@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import atomic_path, atomic_write, data_dir, is_run_id, run_lock
+from storage_links import Progress, atomic_path, atomic_write, data_dir, is_run_id, run_lock
 
 from forecasting._config import Settings, check_floor
 from forecasting._errors import ForecastingError, InputError, StorageError
@@ -64,18 +64,22 @@ def latest_output() -> str | None:
     return content.decode("utf-8", errors="replace").strip() or None
 
 
-def run(run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False) -> RunResult:
+def run(
+    run_id: str, settings: Settings, *, keep: int | None = None, dry_run: bool = False, level: str = "INFO"
+) -> RunResult:
     """Publish the predictions run predictions/LATEST names, unless already published; then prune to `keep`.
+
+    `level` is the stderr log level: below WARNING, and on a terminal, the report's charts show progress.
 
     Holds data/'s run lock from before LATEST is read until the end (a dry run writes nothing and takes
     none): a second run at the same time fails at once with LockHeldError naming the first, instead of
     racing it for LATEST or clearing its staging directory as one left by a dead run.
     """
     with contextlib.nullcontext() if dry_run else run_lock(data_dir("forecasting", "data"), "forecasting run"):
-        return _run(run_id, settings, keep=keep, dry_run=dry_run)
+        return _run(run_id, settings, keep=keep, dry_run=dry_run, level=level)
 
 
-def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool) -> RunResult:
+def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, level: str) -> RunResult:
     predictions_run = latest_run_id()
     if _already_published(predictions_run, settings):
         log.info("nothing new: predictions run %s is already published as %s", predictions_run, latest_output())
@@ -106,7 +110,7 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool) ->
     inputs_were_there = inputs.parent.exists()
     try:
         staging.mkdir(parents=True)
-        _write_outputs(staging, run_id, predictions, published, settings)
+        _write_outputs(staging, run_id, predictions, published, settings, level)
         staging.rename(final)
         atomic_write(inputs, inputs_json)
         atomic_write(output_dir() / LATEST, run_id + "\n")
@@ -202,7 +206,7 @@ def _read_data(path: Path) -> bytes | None:
 
 
 def _write_outputs(
-    directory: Path, run_id: str, predictions: Predictions, published: Published, settings: Settings
+    directory: Path, run_id: str, predictions: Predictions, published: Published, settings: Settings, level: str
 ) -> None:
     from forecasting._report import render
 
@@ -210,7 +214,10 @@ def _write_outputs(
         published.forecasts.to_parquet(tmp, index=False)
     atomic_write(directory / "forecasts.csv", published.forecasts.to_csv(index=False, date_format="%Y-%m-%d"))
     atomic_write(directory / "scores.csv", published.scores.to_csv(index=False, float_format="%.6g"))
-    atomic_write(directory / "report.html", render(run_id, predictions, published, settings.report.history_points))
+    # The charts are most of a run's time (about 0.2 s a series), so they show progress as modelling's fits do.
+    with Progress(len(published.choices), "report", level) as progress:
+        page = render(run_id, predictions, published, settings.report.history_points, progress)
+    atomic_write(directory / "report.html", page)
 
 
 def _inputs_json(run_id: str, predictions: Predictions, settings: Settings) -> str:

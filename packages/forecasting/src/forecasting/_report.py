@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from storage_links import Progress
 
 from forecasting._inputs import Label, Predictions
 from forecasting._select import Published
@@ -43,8 +44,8 @@ _SOURCES = {
 }
 
 
-def render(run: str, predictions: Predictions, published: Published, history_points: int) -> str:
-    """The whole page as a string."""
+def render(run: str, predictions: Predictions, published: Published, history_points: int, progress: Progress) -> str:
+    """The whole page as a string; `progress` steps once per series' chart."""
     created = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         "<!DOCTYPE html>",
@@ -72,6 +73,7 @@ def render(run: str, predictions: Predictions, published: Published, history_poi
             f'<img alt="{_e(series)}: history, forecast, 80% and 95% intervals" '
             f'src="data:image/png;base64,{chart}">'
         )
+        progress.step(series, "ok")
     parts.append(_accuracy_table(published))  # detail for analysts, after the charts a reader came for
     parts.append("</body></html>")
     return "\n".join(parts)
