@@ -561,6 +561,26 @@ def test_dry_run_and_series_selection_write_nothing(two_series, predictions, mon
     assert runs(predictions) == []
 
 
+@pytest.mark.parametrize(
+    ("named", "unknown"),
+    [
+        (["nosuch"], "nosuch"),
+        # One misspelt id among good ones fails the whole run: the user asked for every one of them.
+        (["fred/SALES", "fred/SALE", "nosuch"], "fred/SALE (did you mean fred/SALES?), nosuch"),
+    ],
+    ids=["unknown", "some-unknown"],
+)
+def test_an_unknown_series_id_is_a_config_error_naming_it_before_any_work(
+    two_series, scraped, root, predictions, monkeypatch, capsys, named, unknown
+):
+    assert model("r1", monkeypatch, "--series", *named) == EXIT_CONFIG
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"modelling: --series: no series {unknown} in {scraped / 'manifest.json'}, which lists what scraping "
+        "stored (a series is a manifest key, or key:column for a multi-column file)"
+    )
+    assert runs(predictions) == [] and not (root / "packages" / "modelling" / "cache" / "sarima_params").exists()
+
+
 def test_a_series_run_fits_those_named_and_carries_the_others_over(
     two_series, quick_models, store, make_monthly, macro, predictions, monkeypatch, capsys
 ):

@@ -15,7 +15,7 @@ from modelling._errors import ConfigError, InputError, ModellingError, OutputErr
 from modelling._run import run
 
 EXIT_OK = 0
-EXIT_CONFIG = 1  # bad config file or PIPELINE_RUN_ID; nothing fitted
+EXIT_CONFIG = 1  # bad config file, PIPELINE_RUN_ID or --series id (not in the manifest); nothing fitted
 EXIT_USAGE = 2  # argparse's own code for a bad command line
 EXIT_SERIES_FAILED = 3  # the run was written, but some series failed (listed in run.json "failed")
 EXIT_STORAGE = 4  # predictions/, cache/ or logs/ could not be written, or another run holds predictions/
@@ -31,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modelling",
         description="Fit auto-SARIMA, ETS, Theta and seasonal naive to every series in scraped_data/; "
         "write forecasts, backtests and scores to predictions/<run_id>/.",
-        epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config, {EXIT_USAGE} usage, "
+        epilog=f"Exit codes: {EXIT_OK} all good (or nothing new), {EXIT_CONFIG} bad config or --series id, "
+        f"{EXIT_USAGE} usage, "
         f"{EXIT_SERIES_FAILED} some series failed, {EXIT_STORAGE} storage error (or another run at work), "
         f"{EXIT_INPUT} no usable input, "
         f"{EXIT_WORKER} a worker process was killed, "

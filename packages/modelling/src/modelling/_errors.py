@@ -11,7 +11,8 @@ class ModellingError(Exception):
 
 
 class ConfigError(ModellingError):
-    """The configuration file is missing, unreadable or holds a bad key or value."""
+    """The configuration file is missing, unreadable or holds a bad key or value, or --series names
+    a series the manifest does not list."""
 
 
 class InputError(ModellingError):

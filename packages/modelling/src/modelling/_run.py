@@ -10,6 +10,7 @@ series is fitted again and the new run replaces it as LATEST.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import logging
 import math
@@ -27,8 +28,8 @@ from storage_links import Progress, atomic_path, atomic_write, data_dir, run_loc
 from threadpoolctl import threadpool_limits
 
 from modelling._config import SEASON_LENGTH, Config
-from modelling._errors import InputError, OutputError, SeriesError, WorkerDied
-from modelling._inputs import SeriesRef, fingerprint, inputs_digest, read_manifest, read_series
+from modelling._errors import ConfigError, InputError, OutputError, SeriesError, WorkerDied
+from modelling._inputs import MANIFEST, SeriesRef, fingerprint, inputs_digest, read_manifest, read_series
 
 log = logging.getLogger("modelling")
 
@@ -80,12 +81,11 @@ def _run(
     scraped = data_dir("scraping", "scraped_data")
     cache_dir = data_dir("modelling", "cache") / "sarima_params"
     refs, failed = read_manifest(scraped)
+    if only:
+        _check_named(scraped, only, {r.name for r in refs} | {r.key for r in refs} | set(failed))
     config_fp = config.fingerprint()
     previous = _previous_run(predictions)
     if only:
-        unknown = sorted(set(only) - {r.name for r in refs} - {r.key for r in refs})
-        if unknown:
-            raise InputError(f"--series: not in {scraped / 'manifest.json'}: {', '.join(unknown)}")
         refs, failed = _select(refs, failed, only, previous, config_fp)
     digest = inputs_digest(scraped, refs)
     # Same bytes in, same config, and every series modelled last time: planning would find nothing new,
@@ -413,6 +413,21 @@ def _jsonable(value):
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     return value
+
+
+def _check_named(scraped: Path, only: list[str], known: set[str]) -> None:
+    """ConfigError naming every --series id the manifest does not list (the closest known id beside a
+    near miss), before anything is read or fitted: the user asked for every one of them, and a run of
+    the others alone would pass a typo off as done."""
+    unknown = sorted(set(only) - known)
+    if not unknown:
+        return
+    names = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1)
+        names.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigError(f"--series: no series {', '.join(names)} in {scraped / MANIFEST}, which lists what scraping "
+                      "stored (a series is a manifest key, or key:column for a multi-column file)")  # fmt: skip
 
 
 def _select(
