@@ -14,7 +14,7 @@ class ConfigError(ForecastingError):
 
 
 class InputError(ForecastingError):
-    """The predictions to publish are missing, incomplete or inconsistent; nothing was written."""
+    """The predictions to publish are missing, unreadable, incomplete or inconsistent; nothing was written."""
 
     exit_code = 4
 
@@ -32,6 +32,6 @@ class CredentialsError(UploadError):
 
 
 class StorageError(ForecastingError):
-    """data/ or logs/ cannot be written; what the run had written is removed and LATEST is unchanged."""
+    """data/ or logs/ cannot be written (or read); what the run had written is removed and LATEST is unchanged."""
 
     exit_code = 7
