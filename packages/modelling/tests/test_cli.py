@@ -396,6 +396,27 @@ def test_bad_series_are_reported_and_the_others_still_modelled(
     assert set(forecasts["series"]) == {"bundled/realgdp", "fred/SALES"}
 
 
+def test_a_series_with_infinite_values_fails_alone_naming_them(
+    two_series, store, make_monthly, tmp_path, scraped, predictions, monkeypatch, capsys
+):
+    """inf is no missing value but a broken one (a ratio over zero, the log of zero upstream): modelled
+    as a gap, the series would be forecast from values made up in its place, and published as sound."""
+    broken = make_monthly(60)
+    broken.loc[[20, 41], "value"] = np.inf
+    broken.loc[30, "value"] = -np.inf
+    store("fred/BROKEN", broken, "M")
+    config = stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]')
+
+    assert model("r1", monkeypatch, "--config", config) == EXIT_SERIES_FAILED
+
+    reason = (f"{scraped / 'fred/BROKEN.parquet'}: column 'value': 3 infinite values (the first on 2011-09-01); "
+              "fix them at the source, or store them as missing")  # fmt: skip
+    assert f"modelling: fred/BROKEN: {reason}\n" in capsys.readouterr().err
+    meta = json.loads((predictions / "r1" / "run.json").read_text())
+    assert meta["failed"] == {"fred/BROKEN": reason}
+    assert set(pd.read_parquet(predictions / "r1" / "forecasts.parquet")["series"]) == {"bundled/realgdp", "fred/SALES"}
+
+
 def test_a_series_missing_a_date_is_forecast_on_its_manifest_frequency(
     store, macro, tmp_path, predictions, monkeypatch
 ):

@@ -187,6 +187,8 @@ def _run(
 
 
 def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
+    import numpy as np
+
     series = read_series(scraped, ref)
     finite = series.dropna()
     if finite.empty:
@@ -194,6 +196,14 @@ def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
     series = series.loc[finite.index[0] : finite.index[-1]]
     if ref.frequency in ("D", "B") and len(series) > config.daily_window:
         series = series.iloc[-config.daily_window :]
+    # inf is no missing value but a broken one (a ratio over zero, the log of zero upstream): taken
+    # for a gap, it would be filled in and the series forecast as if sound. Checked on the values
+    # modelled only: a daily series' older values outside its window are not.
+    infinite = series.index[np.isinf(series.to_numpy())]
+    if len(infinite):
+        count = f"{len(infinite)} infinite value{'s' if len(infinite) > 1 else ''}"
+        raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: {count} (the first on "
+                          f"{infinite[0]:%Y-%m-%d}); fix them at the source, or store them as missing")  # fmt: skip
     usable = int(series.notna().sum())
     if usable < config.min_points:
         raise SeriesError(f"{scraped / ref.file}: column {ref.column!r}: too few points ({usable} < min_points "
