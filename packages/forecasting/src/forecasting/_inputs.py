@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from storage_links import data_dir, is_run_id
 
-from forecasting._errors import InputError
+from forecasting._errors import ForecastingError, InputError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -85,14 +85,14 @@ def latest_run_id() -> str:
     """The run named by predictions/LATEST, which must be complete (hold run.json)."""
     root = predictions_dir()
     latest = root / LATEST
-    content = _read(latest)
+    content = read_or_none(latest)
     if content is None:
         hint = _unfinished_hint(root)
         raise InputError(f"no predictions yet: {latest} not found{hint}; run modelling first")
     run = content.decode("utf-8", errors="replace").strip()
     if not is_run_id(run):  # also what could not be opened as a path: a NUL, undecodable bytes
         raise InputError(f"{latest}: does not name a run (content {run[:40]!r})")
-    if _read(root / run / RUN_FILE) is None:
+    if read_or_none(root / run / RUN_FILE) is None:
         raise InputError(f"{latest} names {run}, but {root / run / RUN_FILE} is missing: that run did not finish")
     return run
 
@@ -102,7 +102,7 @@ def load_predictions(run: str | None = None) -> Predictions:
     run = run or latest_run_id()
     directory = predictions_dir() / run
     run_file = directory / RUN_FILE
-    content = _read(run_file)
+    content = read_or_none(run_file)
     if content is None:
         raise InputError(f"{run_file} is missing: predictions run {run} did not finish")
     meta = _read_meta(run_file, content)
@@ -111,7 +111,7 @@ def load_predictions(run: str | None = None) -> Predictions:
     frames = {}
     for name, columns in COLUMNS.items():
         path = directory / name
-        content = _read(path)
+        content = read_or_none(path)
         if content is None:
             raise InputError(f"{path}: missing from a run that has run.json")
         frames[name] = _read_frame(path, content, columns)
@@ -130,15 +130,16 @@ def load_predictions(run: str | None = None) -> Predictions:
     return predictions
 
 
-def _read(path: Path) -> bytes | None:
+def read_or_none(path: Path, error: type[ForecastingError] = InputError) -> bytes | None:
     """The file's bytes, or None when there is none (a directory in its place counts as none, as the
-    run that should have written it did not); any other OS error is an InputError naming the file."""
+    run that should have written it did not); any other OS error is `error` naming the file: an
+    InputError for modelling's predictions, a StorageError for the stage's own data/."""
     try:
         return path.read_bytes()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return None
     except OSError as exc:  # EACCES, or EIO from the share, which names no file of its own
-        raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _unfinished_hint(root: Path) -> str:

@@ -27,7 +27,7 @@ from storage_links import Progress, atomic_path, atomic_write, data_dir, is_run_
 
 from forecasting._config import Settings, check_floor
 from forecasting._errors import ForecastingError, InputError, StorageError
-from forecasting._inputs import Predictions, latest_run_id, load_predictions
+from forecasting._inputs import Predictions, latest_run_id, load_predictions, read_or_none
 
 if TYPE_CHECKING:
     from forecasting._select import Published
@@ -58,7 +58,7 @@ def input_dir() -> Path:
 
 def latest_output() -> str | None:
     """The run data/output/LATEST names, or None before the first run."""
-    content = _read_data(output_dir() / LATEST)
+    content = read_or_none(output_dir() / LATEST, StorageError)
     if content is None:
         return None
     return content.decode("utf-8", errors="replace").strip() or None
@@ -178,7 +178,7 @@ def _already_published(predictions_run: str, settings: Settings) -> bool:
         log.warning("%s names %r, which is not a run id; publishing again", output_dir() / LATEST, latest[:80])
         return False
     record = _inputs_path(latest)
-    content = _read_data(record)
+    content = read_or_none(record, StorageError)
     if content is None:
         log.warning("%s is missing; publishing again", record)
         return False
@@ -193,16 +193,6 @@ def _already_published(predictions_run: str, settings: Settings) -> bool:
         log.info("the settings in %s changed since run %s was published: publishing again", settings.source, latest)
         return False
     return True
-
-
-def _read_data(path: Path) -> bytes | None:
-    """A file of data/, or None when there is none; any other OS error is a StorageError naming it."""
-    try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    except OSError as exc:  # EACCES, or EIO from the share, which names no file of its own
-        raise StorageError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
 def _write_outputs(
