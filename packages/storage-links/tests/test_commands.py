@@ -315,3 +315,18 @@ def test_dry_run_json_lists_the_actions(env, cli, snapshot):
     assert doc["ok"] is True and doc["dry_run"] is True
     assert f"alpha/data: would replace the directory {env.local()} by a symlink to {env.target()}" in doc["actions"]
     assert snapshot(env.root, env.share) == before
+
+
+def test_unlink_refuses_a_special_file_on_the_share_before_it_changes_anything(env, cli, snapshot):
+    assert cli("init").code == 0
+    os.mkfifo(env.target() / "input" / "pipe")
+    before = snapshot(env.root, env.share)
+    for args in (("unlink", "--dry-run"), ("unlink",)):
+        result = cli(*args)
+        assert result.code == 3, result.err
+        assert result.err.splitlines() == [
+            f"storage-links: conflict: alpha/data: {env.target() / 'input' / 'pipe'} on the share is a special file; "
+            f"cannot copy it",
+            "storage-links: 1 conflict(s); nothing was changed",
+        ]
+        assert snapshot(env.root, env.share) == before

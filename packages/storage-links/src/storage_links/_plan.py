@@ -295,6 +295,12 @@ def _walk_source(
                 dst_mode = 0
             if stat.S_ISDIR(dst_mode) or stat.S_ISLNK(dst_mode):
                 conflicts.append(f"{lp.label}: {entry.path} is a file where the share has a directory ({dst})")
+            elif dst_mode and not stat.S_ISREG(dst_mode):
+                # Neither comparable nor replaceable: acting would stop at it with half the links made.
+                conflicts.append(
+                    f"{lp.label}: {dst} on the share is a special file (fifo, socket or device) where the file "
+                    f"{entry.path} goes; move one of them away and re-run"
+                )
             else:
                 lp.files += 1
                 lp.bytes += entry.stat(follow_symlinks=False).st_size
