@@ -72,3 +72,29 @@ def test_unlink_checks_that_it_can_write_the_local_side_before_it_changes_anythi
         ]
         assert snapshot(env.root, env.share) == before
     assert env.local("logs").is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "mode"),
+    [("f.csv", 0o600), ("sub", 0o700), ("sub", 0o744), ("sub", 0o711)],
+    ids=["file", "directory", "directory without x", "directory without r"],
+)
+def test_unlink_checks_that_it_can_read_the_share_before_it_changes_anything(
+    nobody_env, run_as_nobody, snapshot, unreadable, mode
+):
+    # The logs link was turned back into a directory, then the copy of alpha/data stopped on EACCES.
+    env = nobody_env
+    fill(env)
+    assert run_as_nobody(env, "init").returncode == 0
+    os.chmod(env.target() / unreadable, mode)
+    before = snapshot(env.root, env.share)
+    for args in (("unlink", "--dry-run"), ("unlink",)):
+        proc = run_as_nobody(env, *args, keep_root=(env.target() / unreadable,))
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"storage-links: conflict: alpha/data: {env.target() / unreadable} on the share is not readable by this "
+            f"user (uid {NOBODY}); unlink copies it back",
+            "storage-links: 1 conflict(s); nothing was changed",
+        ]
+        assert snapshot(env.root, env.share) == before
+    assert env.local("logs").is_symlink()

@@ -353,13 +353,29 @@ def plan_unlink(declared: list[Declared], share: str) -> Plan:
 
 
 def _walk_share(lp: LinkPlan, directory: str, conflicts: list[str]) -> None:
-    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+    """Check every entry unlink copies back, so that a copy never stops halfway on one it cannot read."""
+    # Listing needs r, and looking at the entries x: access(2) asks for both, for this user's uid and groups.
+    if not os.access(directory, os.R_OK | os.X_OK):
+        conflicts.append(_unreadable(lp, directory))
+        return
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        conflicts.append(f"{lp.label}: cannot read {directory} on the share: {exc.strerror}")
+        return
+    for entry in entries:
         if entry.is_symlink():
             conflicts.append(f"{lp.label}: {entry.path} on the share is a symlink; storage-links never follows one")
         elif entry.is_dir(follow_symlinks=False):
             _walk_share(lp, entry.path, conflicts)
         elif entry.is_file(follow_symlinks=False):
+            if not os.access(entry.path, os.R_OK):
+                conflicts.append(_unreadable(lp, entry.path))
             lp.files += 1
             lp.bytes += entry.stat(follow_symlinks=False).st_size
         else:
             conflicts.append(f"{lp.label}: {entry.path} on the share is a special file; cannot copy it")
+
+
+def _unreadable(lp: LinkPlan, path: str) -> str:
+    return f"{lp.label}: {path} on the share is not readable by this user (uid {os.getuid()}); unlink copies it back"
