@@ -98,3 +98,27 @@ def test_unlink_checks_that_it_can_read_the_share_before_it_changes_anything(
         ]
         assert snapshot(env.root, env.share) == before
     assert env.local("logs").is_symlink()
+
+
+def test_unlink_removes_a_leftover_copy_whose_directories_have_no_write_bit(nobody_env, run_as_nobody):
+    # unlink copies the share's directory modes, so a killed run can leave a copy of a 555 directory, which
+    # a plain rmtree cannot empty as its owner (it failed with EACCES on every re-run).
+    env = nobody_env
+    fill(env)
+    assert run_as_nobody(env, "init").returncode == 0
+    outside = env.root.parent / "outside"  # behind a symlink in the leftover: never made writable, never emptied
+    outside.mkdir()
+    (outside / "sentinel").write_text("must survive")
+    leftover = env.local().parent / ".data.storage-links-unlink"
+    (leftover / "sub" / "deep").mkdir(parents=True)
+    (leftover / "sub" / "g").write_text("half")
+    (leftover / "sub" / "deep" / "h").write_text("half")
+    (leftover / "sub" / "escape").symlink_to(outside)
+    for directory, mode in ((outside, 0o555), (leftover / "sub" / "deep", 0o500), (leftover / "sub", 0o555)):
+        os.chmod(directory, mode)
+    proc = run_as_nobody(env, "unlink")
+    assert proc.returncode == 0, proc.stderr
+    assert not leftover.exists()
+    assert (env.local() / "sub" / "g").read_text() == "g"
+    assert not env.local().is_symlink()
+    assert (outside.stat().st_mode & 0o777, (outside / "sentinel").read_text()) == (0o555, "must survive")

@@ -38,7 +38,7 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
         if os.path.islink(path):
             retry_busy(os.unlink, path)  # the old link, swapped out; never what it points to
         elif os.path.isdir(path):
-            shutil.rmtree(path)  # an interrupted copy of ours; the share still holds the data
+            _remove_copy(path)  # an interrupted copy of ours; the share still holds the data
     if lp.state == "directory":
         return 0  # already unlinked; only the leftovers needed removing
     os.mkdir(copy)
@@ -56,6 +56,25 @@ def unlink_link(lp: LinkPlan, lock: ShareLock) -> int:
         retry_busy(os.rename, copy, lp.local)
     fsync_dir(os.path.dirname(lp.local))
     return copied
+
+
+def _remove_copy(path: str) -> None:
+    """Remove an interrupted copy, whose directories may have the share's modes (555, say)."""
+    _give_owner_access(path)
+    shutil.rmtree(path)
+
+
+def _give_owner_access(directory: str) -> None:
+    # Removing an entry takes write and search permission on its directory, and listing one takes read,
+    # which the copied modes may lack. Only the copy's own directories: lstat'd, never a symlink followed.
+    mode = os.lstat(directory).st_mode
+    if not stat.S_ISDIR(mode):
+        return
+    if mode & stat.S_IRWXU != stat.S_IRWXU:
+        os.chmod(directory, stat.S_IMODE(mode) | stat.S_IRWXU)
+    for entry in os.scandir(directory):
+        if entry.is_dir(follow_symlinks=False):
+            _give_owner_access(entry.path)
 
 
 def _copy_tree(src_dir: str, dst_dir: str, lock: ShareLock) -> int:
