@@ -12,6 +12,8 @@ import json
 import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,6 +46,34 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
                 "AZURE_STORAGE_KEY", "AZURE_STORAGE_BLOB_ENDPOINT", "AZURE_STORAGE_CONTAINER"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
     return root
+
+
+# Mode bits do not stop root: as root, the CLI runs without the capabilities that let it read anyway
+# (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as the container's non-root user would.
+UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
+
+
+@pytest.fixture
+def run_unprivileged() -> Callable[..., subprocess.CompletedProcess]:
+    """`run(run_id, *args)`: `python -m forecasting *args` in a subprocess that mode bits stop."""
+    if UNPRIVILEGED and subprocess.run([*UNPRIVILEGED, "true"], capture_output=True, check=False).returncode:
+        pytest.skip("runs as root and cannot drop the capabilities that bypass mode bits (setpriv)")
+
+    def run(run_id: str, *args: str) -> subprocess.CompletedProcess:
+        command = [*UNPRIVILEGED, sys.executable, "-m", "forecasting", *args]
+        env = {**os.environ, "PIPELINE_RUN_ID": run_id}
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+
+    return run
+
+
+def replace_with_eio(path: Path) -> None:
+    """Make reading `path` fail with EIO, for every user: an I/O error, as from a share, whose OSError
+    names no file. Reading /proc/self/mem from its start fails so; skip where it is not there."""
+    if not Path("/proc/self/mem").is_file():
+        pytest.skip("needs Linux's /proc/self/mem")
+    path.unlink()
+    path.symlink_to("/proc/self/mem")
 
 
 LABELS = {

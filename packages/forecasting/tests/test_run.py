@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from forecasting._errors import InputError, StorageError
 from PIL import Image
 from storage_links import data_dir, logs_dir
 
-from packages.forecasting.tests.conftest import LABELS
+from packages.forecasting.tests.conftest import LABELS, replace_with_eio
 
 
 def output_root() -> Path:
@@ -362,24 +361,6 @@ def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
     assert "backtests.parquet: cannot be read as Parquet" in capsys.readouterr().err
 
 
-# Mode bits do not stop root: as root, the CLI runs without the capabilities that let it read anyway
-# (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), as the container's non-root user would.
-UNPRIVILEGED = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if os.geteuid() == 0 else []
-
-
-@pytest.fixture
-def run_unprivileged() -> Callable[[str], subprocess.CompletedProcess]:
-    if UNPRIVILEGED and subprocess.run([*UNPRIVILEGED, "true"], capture_output=True, check=False).returncode:
-        pytest.skip("runs as root and cannot drop the capabilities that bypass mode bits (setpriv)")
-
-    def run(run_id: str) -> subprocess.CompletedProcess:
-        command = [*UNPRIVILEGED, sys.executable, "-m", "forecasting", "run"]
-        env = {**os.environ, "PIPELINE_RUN_ID": run_id}
-        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
-
-    return run
-
-
 @pytest.mark.parametrize(
     ("unreadable", "named"),
     [("LATEST", "LATEST"), ("p1", "p1/run.json"), ("p1/history.parquet", "p1/history.parquet")],
@@ -393,7 +374,7 @@ def test_predictions_that_cannot_be_read_are_one_input_error_naming_the_file(
     mode = path.stat().st_mode
     path.chmod(0o600 if path.is_dir() else 0)  # a directory that cannot be searched
     try:
-        done = run_unprivileged("r1")
+        done = run_unprivileged("r1", "run")
     finally:
         path.chmod(mode)
 
@@ -414,7 +395,7 @@ def test_a_file_of_data_that_cannot_be_read_is_one_storage_error_naming_it(
     path = data_dir("forecasting", "data") / unreadable
     path.chmod(0)
     try:
-        done = run_unprivileged("r2")
+        done = run_unprivileged("r2", "run")
     finally:
         path.chmod(0o644)
 
@@ -462,16 +443,12 @@ def test_a_latest_that_names_no_run_is_one_input_error(make_predictions, monkeyp
     )
 
 
-@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc/self/mem")
 @pytest.mark.parametrize("name", ["run.json", "scores.parquet"])
 def test_an_io_error_reading_predictions_is_one_input_error_naming_the_file(
     make_predictions, monkeypatch, capsys, name
 ):
-    # Reading /proc/self/mem from its start fails with EIO for every user: an I/O error, as from a share,
-    # whose OSError names no file.
     path = make_predictions("p1") / name
-    path.unlink()
-    path.symlink_to("/proc/self/mem")
+    replace_with_eio(path)
 
     assert run_cli(monkeypatch, "r1") == InputError.exit_code
 

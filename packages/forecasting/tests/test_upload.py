@@ -10,9 +10,11 @@ import threading
 
 import pytest
 from forecasting._cli import main
+from forecasting._errors import StorageError
 from storage_links import data_dir
 
 from packages.forecasting.tests.azurite import AZURITE_ACCOUNT, AZURITE_KEY
+from packages.forecasting.tests.conftest import replace_with_eio
 
 FILES = ["forecasts.parquet", "forecasts.csv", "scores.csv", "report.html", "inputs.json"]
 CONTENT_TYPES = {
@@ -390,3 +392,47 @@ def test_local_latest_naming_a_path_is_refused(published, blob_target, capsys):
     assert main(["upload"]) == 1
     assert "LATEST: names 'r1/', which is not a run id" in capsys.readouterr().err
     assert blob_target.blobs() == {}
+
+
+# ---- local files that cannot be read --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unreadable", "named"),
+    [
+        ("output/r1/report.html", "output/r1/report.html"),
+        ("output/r1", "output/r1/forecasts.parquet"),  # a directory that cannot be searched
+        ("input/r1/inputs.json", "input/r1/inputs.json"),
+    ],
+    ids=["file", "run-dir", "inputs"],
+)
+def test_a_run_file_that_cannot_be_read_is_one_storage_error_and_nothing_is_sent(
+    published, blob_target, run_unprivileged, unreadable, named
+):
+    proxy = blob_target.through_proxy()
+    path = data_dir("forecasting", "data") / unreadable
+    mode = path.stat().st_mode
+    path.chmod(0o600 if path.is_dir() else 0)
+    try:
+        done = run_unprivileged("upload-1", "upload")
+    finally:
+        path.chmod(mode)
+
+    assert (done.returncode, done.stderr) == (
+        StorageError.exit_code,
+        f"forecasting: error: {data_dir('forecasting', 'data') / named}: cannot be read (Permission denied)\n",
+    )
+    assert proxy.requests == [] and blob_target.blobs() == {}
+
+
+def test_an_io_error_reading_a_run_file_leaves_the_uploaded_run_marked_as_it_was(published, blob_target, capsys):
+    assert main(["upload"]) == 0
+    before = {name: blob.etag for name, blob in blob_target.blobs().items()}
+    path = data_dir("forecasting", "data") / "output" / "r1" / "scores.csv"
+    replace_with_eio(path)
+    capsys.readouterr()
+
+    assert main(["upload"]) == StorageError.exit_code
+
+    assert capsys.readouterr().err == f"forecasting: error: {path}: cannot be read (Input/output error)\n"
+    assert {name: blob.etag for name, blob in blob_target.blobs().items()} == before

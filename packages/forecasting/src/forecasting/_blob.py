@@ -49,7 +49,7 @@ def send(
     creds: BlobCredentials,
     container: str,
     run: str,
-    files: dict[str, Path],
+    files: dict[str, bytes],  # blob name under the run -> content, in upload order
     settings: Settings,
     dry_run: bool,
     *,
@@ -58,7 +58,7 @@ def send(
     where = f"{creds.endpoint} (account {creds.account}, container {container})"
     client = _container_client(creds, container, settings)
     result = UploadResult(run_id=run, container=container)
-    payloads = {name: path.read_bytes() for name, path in files.items()}
+    payloads = dict(files)
     digests = {name: hashlib.md5(data).digest() for name, data in payloads.items()}  # Azure's Content-MD5, not security
     marker = json.dumps({"run_id": run, "files": {n: d.hex() for n, d in sorted(digests.items())}}, indent=2).encode()
     payloads[MARKER], digests[MARKER] = marker, hashlib.md5(marker).digest()

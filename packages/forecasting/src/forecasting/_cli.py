@@ -25,7 +25,8 @@ log = logging.getLogger("forecasting")
 
 EXIT_CODES = """exit codes: 0 done (or nothing new, or upload skipped locally without credentials),
   1 other error, 2 usage, 3 config, 4 bad or unreadable predictions input, 5 upload failed, 6 credentials,
-  7 storage (data/ or logs/ cannot be written or read, nothing of the run is left; or another run holds data/),
+  7 storage (data/ or logs/ cannot be written or read, nothing of the run is left or uploaded;
+  or another run holds data/),
   130 / 143 stopped by Ctrl-C / SIGTERM (LATEST still names the last complete run)"""
 
 

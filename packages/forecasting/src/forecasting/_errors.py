@@ -32,6 +32,7 @@ class CredentialsError(UploadError):
 
 
 class StorageError(ForecastingError):
-    """data/ or logs/ cannot be written (or read); what the run had written is removed and LATEST is unchanged."""
+    """data/ or logs/ cannot be written (or read): what a run had written is removed and LATEST is unchanged;
+    an upload sends nothing."""
 
     exit_code = 7

@@ -6,7 +6,8 @@ change, an existing marker is deleted before the first byte is sent. Uploading t
 run (the one data/output/LATEST names) then points the container's LATEST blob at it, as the local
 LATEST file does, so readers find the newest complete run without listing the container; LATEST
 only moves forward (run ids sort by time), and only by a conditional write, so a newer run another
-machine uploaded, before or during this upload, is never replaced.
+machine uploaded, before or during this upload, is never replaced. Every file is read before the
+first request: one that cannot be read fails the upload (StorageError) before anything is sent.
 Transient failures (reset connections, timeouts, 5xx) are retried by the SDK's retry policy,
 configured here. It writes nothing under data/, so it takes no run lock: an upload may run beside
 `forecasting run`.
@@ -29,7 +30,8 @@ from forecasting._config import (
     blob_credentials,
     container_name,
 )
-from forecasting._errors import ConfigError, CredentialsError, ForecastingError
+from forecasting._errors import ConfigError, CredentialsError, ForecastingError, StorageError
+from forecasting._inputs import read_or_none
 from forecasting._publish import INPUTS_FILE, OUTPUT_FILES, input_dir, latest_output, output_dir
 
 log = logging.getLogger(__name__)
@@ -100,22 +102,26 @@ def checked_run_id(text: str) -> str:
     raise ValueError(f"{text!r} is not a run id (a run's name in data/output/: letters, digits, '-', '_', '.')")
 
 
-def _run_files(run: str) -> dict[str, Path]:
-    """The files of a complete local run, in upload order: the outputs, then inputs.json."""
+def _run_files(run: str) -> dict[str, bytes]:
+    """The contents of a complete local run's files, in upload order: the outputs, then inputs.json.
+
+    All are read before the first request, so a file that cannot be read (a StorageError naming it:
+    data/ is this stage's own) fails the upload with nothing sent, and no run marked or unmarked.
+    """
     directory = output_dir() / run
-    if not directory.is_dir():
+    contents = {name: read_or_none(directory / name, StorageError) for name in OUTPUT_FILES}
+    if all(content is None for content in contents.values()) and not directory.is_dir():
         raise ForecastingError(f"no output run {run} in {output_dir()}")
-    files = {name: directory / name for name in OUTPUT_FILES}
-    missing = [name for name, path in files.items() if not path.is_file()]
+    missing = [name for name, content in contents.items() if content is None]
     inputs = input_dir() / run / INPUTS_FILE
+    contents[INPUTS_FILE] = read_or_none(inputs, StorageError)
     # `forecasting run` writes inputs.json just after renaming the run into place: a run without it
     # was interrupted there, and its uploaded copy would not say what it was made from.
-    if not inputs.is_file():
+    if contents[INPUTS_FILE] is None:
         missing.append(str(inputs))
-    files[INPUTS_FILE] = inputs
     if missing:
         raise ForecastingError(f"{directory}: incomplete run, missing {', '.join(missing)}; not uploaded")
-    return files
+    return contents
 
 
 def _redact(text: str, creds: BlobCredentials) -> str:
