@@ -268,6 +268,50 @@ def test_keep_prunes_orphaned_inputs_but_nothing_linked_or_not_a_run(make_predic
     assert (elsewhere / "precious.txt").read_text() == "not the stage's"
 
 
+def test_an_output_dir_that_cannot_be_listed_still_publishes_and_warns_it_was_not_pruned(
+    make_predictions, monkeypatch, run_unprivileged
+):
+    publish_two_runs(make_predictions, monkeypatch)
+    make_predictions("p3", seed=3)
+    output_root().chmod(0o300)  # its files can be reached and written, but it cannot be listed
+    try:
+        published = run_unprivileged("r3", "run", "--keep", "1")
+        nothing_new = run_unprivileged("r4", "run", "--keep", "1")
+    finally:
+        output_root().chmod(0o755)
+
+    # Housekeeping of a run that published: each failure is one warning, and the next --keep tries again.
+    cannot_list = f"{output_root()}: cannot be listed (Permission denied)"
+    assert published.returncode == 0, published.stderr
+    assert f"forecasting: {cannot_list}; stale staging dirs are not cleared\n" in published.stderr
+    assert f"forecasting: {cannot_list}; nothing pruned\n" in published.stderr
+    assert (nothing_new.returncode, nothing_new.stderr.splitlines()[-1]) == (
+        0,
+        f"forecasting: {cannot_list}; nothing pruned",
+    )
+    assert output_runs() == ["r1", "r2", "r3"] and latest() == "r3"
+
+
+def test_a_run_that_cannot_be_pruned_is_a_warning_keeping_its_inputs_and_the_rest_is_pruned(
+    make_predictions, monkeypatch, run_unprivileged
+):
+    publish_two_runs(make_predictions, monkeypatch)
+    make_predictions("p3", seed=3)
+    stuck = output_root() / "r1"
+    stuck.chmod(0o500)  # its files cannot be removed
+    try:
+        done = run_unprivileged("r3", "run", "--keep", "1")
+    finally:
+        stuck.chmod(0o755)
+
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if "cannot prune" in line]
+    assert len(warnings) == 1 and warnings[0].startswith(f"forecasting: {stuck}: cannot prune output run r1: ")
+    assert output_runs() == ["r1", "r3"] and latest() == "r3"
+    # Its inputs.json stays with it: upload refuses an output run without one.
+    assert sorted(p.name for p in input_root().iterdir()) == ["r1", "r3"]
+
+
 def test_dry_run_writes_nothing(make_predictions, monkeypatch):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1", "--dry-run") == 0

@@ -8,7 +8,8 @@ Order of writes, so a crash at any point leaves LATEST on the last complete run:
 A run that fails or is stopped before LATEST moves removes what it wrote (a run directory without
 its inputs.json would otherwise be left for `upload` to refuse), and a write the file system refuses
 is a StorageError naming the path, as is a file of data/ that cannot be read (data/ is this stage's
-own: the share or its permissions are at fault, as for a write).
+own: the share or its permissions are at fault, as for a write). Housekeeping (clearing a dead run's
+staging directory, pruning to --keep) only warns when it fails: it never decides whether a run published.
 """
 
 from __future__ import annotations
@@ -131,41 +132,63 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, le
 def prune(keep: int, *, dry_run: bool = False) -> tuple[str, ...]:
     """Remove local runs beyond the newest `keep` (by run id, which sorts by time), their output and input
     folders both; never LATEST's. Input folders whose output run is already gone (left by versions that
-    pruned outputs only) go too when older than every run kept. Returns the run ids removed."""
+    pruned outputs only) go too when older than every run kept. Returns the run ids removed.
+
+    A failure here is a warning naming the path, never an error: the run is published (or there was
+    nothing new) and LATEST names it, which exit 7 would deny, and the next --keep prunes what is left.
+    What cannot be read (LATEST, a folder's listing) prunes nothing, as LATEST's run could be among it."""
     if keep < 1:
         raise ValueError("keep must be at least 1")
-    latest = latest_output()
-    outputs = _run_dirs(output_dir())
+    try:
+        latest = latest_output()
+        outputs = _run_dirs(output_dir())
+        inputs = _run_dirs(input_dir())
+    except StorageError as exc:
+        log.warning("%s; nothing pruned", exc)
+        return ()
     doomed = [r for r in outputs[: max(len(outputs) - keep, 0)] if r != latest]
     kept = [r for r in outputs if r not in doomed]
-    inputs = _run_dirs(input_dir())
     orphans = [r for r in inputs if r not in outputs and kept and r < kept[0]]
-    # Output first: an input folder left by a failure here is an orphan the next prune removes, while an
-    # output run without its inputs.json would be refused by upload.
-    removals = [(output_dir() / r, f"output run {r}") for r in doomed]
-    removals += [(input_dir() / r, f"inputs of run {r}") for r in sorted((set(doomed) & set(inputs)) | set(orphans))]
-    for path, what in removals:
-        if dry_run:
-            log.info("dry run: would prune %s", what)
-            continue
-        try:
-            shutil.rmtree(path)
-        except OSError as exc:
-            raise StorageError(f"{path}: cannot prune {what}: {exc}") from None
-        log.info("pruned %s", what)
-    return tuple(sorted(set(doomed) | set(orphans)))
+    pruned = []
+    for run in doomed:
+        # Output first, and its inputs only once it is gone: an input folder left by a failure is an orphan
+        # the next prune removes, while an output run without its inputs.json would be refused by upload.
+        if _remove(output_dir() / run, f"output run {run}", dry_run):
+            pruned.append(run)
+            if run in inputs:
+                _remove(input_dir() / run, f"inputs of run {run}", dry_run)
+    pruned += [r for r in orphans if _remove(input_dir() / r, f"inputs of run {r}", dry_run)]
+    return tuple(sorted(pruned))
+
+
+def _remove(path: Path, what: str, dry_run: bool) -> bool:
+    """Remove one pruned folder; False, with a warning, where it could not be removed (or not wholly)."""
+    if dry_run:
+        log.info("dry run: would prune %s", what)
+        return True
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        log.warning("%s: cannot prune %s: %s", path, what, exc)
+        return False
+    log.info("pruned %s", what)
+    return True
 
 
 def _run_dirs(root: Path) -> list[str]:
-    """The run ids that name real folders in `root`, sorted. Links are never followed for removal: a
-    linked run (or a linked `root`) may hold data that is not this stage's to delete."""
-    if root.is_symlink():
-        log.warning("%s is a symlink; its runs are not pruned", root)
+    """The run ids that name real folders in `root`, sorted; a StorageError where it cannot be listed.
+    Links are never followed for removal: a linked run (or a linked `root`) may hold data that is not
+    this stage's to delete."""
+    try:
+        if root.is_symlink():
+            log.warning("%s is a symlink; its runs are not pruned", root)
+            return []
+        with os.scandir(root) as entries:
+            return sorted(e.name for e in entries if is_run_id(e.name) and e.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError):
         return []
-    if not root.is_dir():
-        return []
-    with os.scandir(root) as entries:
-        return sorted(e.name for e in entries if is_run_id(e.name) and e.is_dir(follow_symlinks=False))
+    except OSError as exc:
+        raise StorageError(f"{root}: cannot be listed ({exc.strerror or exc})") from None
 
 
 def _already_published(predictions_run: str, settings: Settings) -> bool:
@@ -239,9 +262,17 @@ def _inputs_path(run_id: str) -> Path:
 
 
 def _clear_stale_staging() -> None:
+    """Remove the staging dirs of runs that died. Failing to is a warning, not an error: they are never
+    published nor uploaded, and the next run tries again."""
     root = output_dir()
-    if not root.is_dir():
+    try:
+        with os.scandir(root) as entries:  # not Path.glob, which takes a folder it may not list for an empty one
+            stale = [e.name for e in entries if e.name.startswith(".") and e.name.endswith(_PARTIAL)]
+    except (FileNotFoundError, NotADirectoryError):
         return
-    for stale in root.glob(f".*{_PARTIAL}"):
-        log.warning("removing %s, left by an interrupted run", stale.name)
-        shutil.rmtree(stale, ignore_errors=True)
+    except OSError as exc:
+        log.warning("%s: cannot be listed (%s); stale staging dirs are not cleared", root, exc.strerror or exc)
+        return
+    for name in stale:
+        log.warning("removing %s, left by an interrupted run", name)
+        shutil.rmtree(root / name, ignore_errors=True)
