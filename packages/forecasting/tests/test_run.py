@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from forecasting import _cli as forecasting_cli
-from forecasting import load_settings
+from forecasting import _publish, load_settings
 from forecasting._cli import main
 from forecasting._config import IntervalSettings, ReportSettings, SelectSettings, UploadSettings, default_config_path
 from forecasting._errors import InputError, StorageError
@@ -717,6 +717,58 @@ def test_inputs_that_cannot_be_written_leave_no_output_run_and_latest_as_it_was(
     assert output_runs() == ["r1"] and latest() == "r1"
     assert not [p.name for p in output_root().iterdir() if p.name.startswith(".")]  # no staging left either
     assert (input_root() / "r2").read_text() == "not a directory"  # not the run's to remove
+
+
+def break_latest_during_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once the outputs are written, reading data/output/LATEST fails with EIO (as from the share)."""
+    write_outputs = _publish._write_outputs
+
+    def and_latest_breaks(*args, **kwargs) -> None:
+        write_outputs(*args, **kwargs)
+        replace_with_eio(output_root() / "LATEST")
+
+    monkeypatch.setattr(_publish, "_write_outputs", and_latest_breaks)
+
+
+def test_a_run_that_fails_is_removed_even_when_latest_has_become_unreadable(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    (input_root() / "r2").write_text("not a directory")  # inputs.json is written after the run dir is in place
+    break_latest_during_the_run(monkeypatch)
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == StorageError.exit_code
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith(f"forecasting: error: {output_root() / 'r2'}: cannot publish the run: [Errno 20] ")
+    assert output_runs() == ["r1"]  # LATEST was not yet being written: r2 cannot be what it names
+
+
+def test_a_run_whose_latest_write_fails_is_kept_where_latest_cannot_be_read_back(make_predictions, monkeypatch, capsys):
+    make_predictions("p1")
+    assert run_cli(monkeypatch, "r1") == 0
+    make_predictions("p2", seed=2)
+    break_latest_during_the_run(monkeypatch)
+    write = _publish.atomic_write
+
+    def latest_fails(path: Path, text: str) -> None:
+        if path.name == "LATEST":  # as a failed fsync after the rename: LATEST may name r2 now
+            raise OSError(5, "Input/output error", str(path))
+        write(path, text)
+
+    monkeypatch.setattr(_publish, "atomic_write", latest_fails)
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == StorageError.exit_code
+
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2] == (
+        f"forecasting: {output_root() / 'LATEST'}: cannot be read (Input/output error); "
+        "run r2 is left in place, as LATEST may name it"
+    )
+    assert err[-1].startswith(f"forecasting: error: {output_root() / 'r2'}: cannot publish the run: [Errno 5] ")
+    assert output_runs() == ["r1", "r2"] and (input_root() / "r2" / "inputs.json").is_file()
 
 
 def test_module_entry_point_help_and_usage_errors(project):

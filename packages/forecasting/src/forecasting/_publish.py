@@ -109,15 +109,19 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, le
     staging = output_dir() / f".{run_id}{_PARTIAL}"
     inputs = _inputs_path(run_id)
     inputs_were_there = inputs.parent.exists()
+    moving_latest = False
     try:
         staging.mkdir(parents=True)
         _write_outputs(staging, run_id, predictions, published, settings, level)
         staging.rename(final)
         atomic_write(inputs, inputs_json)
+        moving_latest = True
         atomic_write(output_dir() / LATEST, run_id + "\n")
     except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        if latest_output() != run_id:  # not published: leave nothing of it behind
+        # Before LATEST's write began, LATEST cannot name this run; after, it may (the rename done, its
+        # fsync failed), and a run LATEST names is published, so it stays.
+        if not (moving_latest and _latest_may_name(run_id)):  # not published: leave nothing of it behind
             shutil.rmtree(final, ignore_errors=True)
             if not inputs_were_there:
                 shutil.rmtree(inputs.parent, ignore_errors=True)
@@ -127,6 +131,16 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, le
     log.info("published %s: %d series -> %s", run_id, n_series, final)
     pruned = prune(keep) if keep else ()
     return RunResult(run_id, predictions_run, n_series, pruned)
+
+
+def _latest_may_name(run_id: str) -> bool:
+    """Whether data/output/LATEST names `run_id`; where it cannot be read, True, with a warning: the
+    failure being cleaned up is the one to report, and a run LATEST may name must not be removed."""
+    try:
+        return latest_output() == run_id
+    except StorageError as exc:
+        log.warning("%s; run %s is left in place, as LATEST may name it", exc, run_id)
+        return True
 
 
 def prune(keep: int, *, dry_run: bool = False) -> tuple[str, ...]:
