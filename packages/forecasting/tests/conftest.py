@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -74,6 +75,20 @@ def replace_with_eio(path: Path) -> None:
         pytest.skip("needs Linux's /proc/self/mem")
     path.unlink()
     path.symlink_to("/proc/self/mem")
+
+
+@pytest.fixture
+def no_hang() -> Iterator[None]:
+    """A read that blocks (a named pipe without a writer) fails the test after 5 s, not the suite by hanging."""
+
+    def expire(signum: int, frame: object) -> None:
+        pytest.fail("still blocked after 5 s")  # not an OSError, which the code under test would catch
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(5)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
 
 
 LABELS = {

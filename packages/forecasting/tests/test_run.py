@@ -501,6 +501,35 @@ def test_an_io_error_reading_predictions_is_one_input_error_naming_the_file(
 
 
 @pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("predictions/LATEST", InputError),
+        ("predictions/p1/history.parquet", InputError),
+        ("output/LATEST", StorageError),
+    ],
+    ids=["latest", "parquet", "data"],
+)
+def test_a_named_pipe_in_place_of_a_file_is_one_error_naming_it_not_a_read_that_waits(
+    make_predictions, monkeypatch, capsys, no_hang, where, error
+):
+    make_predictions("p1")
+    if where.startswith("output/"):
+        assert run_cli(monkeypatch, "r1") == 0
+        make_predictions("p2", seed=2)
+        path = output_root() / where.removeprefix("output/")
+    else:
+        path = predictions_root() / where.removeprefix("predictions/")
+    path.unlink()
+    os.mkfifo(path)
+    capsys.readouterr()
+
+    assert run_cli(monkeypatch, "r2") == error.exit_code
+
+    assert capsys.readouterr().err == f"forecasting: error: {path}: is a named pipe, not a regular file\n"
+    assert not (output_root() / "r2").exists()
+
+
+@pytest.mark.parametrize(
     ("config", "message"),
     [
         ("[select]\nsingle_margin = 2\n", "select.single_margin=2 must be between"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import http.server
+import os
 import re
 import threading
 
@@ -436,3 +437,17 @@ def test_an_io_error_reading_a_run_file_leaves_the_uploaded_run_marked_as_it_was
 
     assert capsys.readouterr().err == f"forecasting: error: {path}: cannot be read (Input/output error)\n"
     assert {name: blob.etag for name, blob in blob_target.blobs().items()} == before
+
+
+def test_a_named_pipe_in_place_of_a_run_file_is_one_storage_error_and_nothing_is_sent(
+    published, blob_target, capsys, no_hang
+):
+    proxy = blob_target.through_proxy()
+    path = data_dir("forecasting", "data") / "output" / "r1" / "report.html"
+    path.unlink()
+    os.mkfifo(path)
+
+    assert main(["upload"]) == StorageError.exit_code
+
+    assert capsys.readouterr().err == f"forecasting: error: {path}: is a named pipe, not a regular file\n"
+    assert proxy.requests == [] and blob_target.blobs() == {}

@@ -2,8 +2,9 @@
 
 A run directory without run.json is unfinished and never read. Every frame is checked against
 the documented columns here, so the rest of the stage can trust them; errors name the file.
-Every file is read through `_read`, so that an OS error (a file or directory this user may not
-read, an I/O error on the share) is one InputError naming the file too, not a traceback.
+Every file is read through `read_or_none`, so that an OS error (a file or directory this user may
+not read, an I/O error on the share) or a file that is not a regular one (a named pipe, whose read
+would wait for ever) is one InputError naming the file too, not a traceback or a hang.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 import io
 import json
 import logging
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -132,14 +135,36 @@ def load_predictions(run: str | None = None) -> Predictions:
 
 def read_or_none(path: Path, error: type[ForecastingError] = InputError) -> bytes | None:
     """The file's bytes, or None when there is none (a directory in its place counts as none, as the
-    run that should have written it did not); any other OS error is `error` naming the file: an
-    InputError for modelling's predictions, a StorageError for the stage's own data/."""
+    run that should have written it did not); any other OS error, or a file that is not a regular one,
+    is `error` naming the file: an InputError for modelling's predictions, a StorageError for the
+    stage's own data/."""
     try:
-        return path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        # O_NONBLOCK: opening a named pipe would otherwise wait for a writer; regular files ignore it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:  # EACCES, or EIO from the share, which names no file of its own
         raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            return None
+        if not stat.S_ISREG(mode):  # a pipe never ends without its writer, and a device is no data file
+            raise error(f"{path}: is {_KINDS.get(stat.S_IFMT(mode), 'a special file')}, not a regular file")
+        with open(fd, "rb", closefd=False) as file:
+            return file.read()
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+
+
+_KINDS = {
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
 
 
 def _unfinished_hint(root: Path) -> str:
