@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -189,13 +190,16 @@ def test_sigterm_mid_run_keeps_the_finished_fits_cached_and_the_next_run_starts_
     assert all(json.loads(p.read_text())["choice"]["params"] for p in cached)
     assert not (predictions / "LATEST").exists() and not list(predictions.glob("*/run.json"))
 
-    from modelling import _cache
+    from modelling import _cache, _checkpoint
 
-    hits = []
-    original = _cache.lookup
+    hits, resumed = [], []
+    original, checkpointed = _cache.lookup, _checkpoint.lookup
     monkeypatch.setattr(_cache, "lookup", lambda *a: hits.append(r := original(*a)) or r)
+    monkeypatch.setattr(_checkpoint, "lookup", lambda *a: resumed.append(r := checkpointed(*a)) or r)
     assert main(["run", "--jobs", "2", "--config", str(config)]) == EXIT_OK
-    assert sum(hit is not None for hit in hits) == len(cached)  # the next run starts from every cached fit
+    # The next run takes each series finished before the stop from its checkpoint, or (stopped
+    # between writing the two) starts from its cached fit.
+    assert sum(hit is not None for hit in [*hits, *resumed]) == len(cached)
 
 
 def test_a_run_resumed_after_a_stop_reuses_the_finished_series_backtest_searches(
@@ -215,7 +219,9 @@ def test_a_run_resumed_after_a_stop_reuses_the_finished_series_backtest_searches
 
     stored = _cache.store
 
-    def store_then_stop(*args):  # a SIGINT as the first series' fits land: fred/A done, fred/B not begun
+    # A SIGINT as the first series' fits land, before its checkpoint is written: fred/A done, fred/B
+    # not begun, and only this cache to resume fred/A from.
+    def store_then_stop(*args):
         stored(*args)
         os.kill(os.getpid(), signal.SIGINT)
 
@@ -237,6 +243,120 @@ def test_a_run_resumed_after_a_stop_reuses_the_finished_series_backtest_searches
     for name in ("forecasts", "backtests", "scores"):
         whole, resumed = (pd.read_parquet(predictions / run / f"{name}.parquet") for run in ("whole", "resumed"))
         pd.testing.assert_frame_equal(whole, resumed)
+
+
+@contextlib.contextmanager
+def stop_after_checkpoints(count: int) -> Iterator[None]:
+    """A run in this context is sent a real SIGINT once `count` series are checkpointed."""
+    from modelling import _checkpoint
+
+    stored, written = _checkpoint.store, []
+
+    def store_then_stop(*args):
+        stored(*args)
+        written.append(args[1].series)
+        if len(written) == count:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_checkpoint, "store", store_then_stop)
+        yield
+
+
+def count_fits(monkeypatch) -> list[str]:
+    from modelling import _fit
+
+    fitted, fit = [], _fit.fit_series
+    monkeypatch.setattr(_fit, "fit_series", lambda task: fitted.append(task.name) or fit(task))
+    return fitted
+
+
+def test_a_run_resumed_after_a_stop_fits_only_the_series_not_finished_and_writes_what_an_uninterrupted_one_does(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+):
+    """A resumed run takes the finished series' outcomes from their checkpoints, and calibrates the
+    pool of every series' backtests as the uninterrupted run did."""
+    for k, name in enumerate(("fred/A", "fred/B", "fred/C")):
+        store(name, make_monthly(40 + 3 * k, seed=k), "M")
+    # ETS, most of a series' time; auto_sarima's own resumption is the test above's subject.
+    config = stage_config(tmp_path, "three.toml", models='["ets", "theta", "seasonal_naive"]')
+    assert model("whole", monkeypatch, "--config", config) == EXIT_OK
+    cache = root / "packages" / "modelling" / "cache"
+    assert not list((cache / "checkpoints").iterdir())  # a complete run leaves none
+    (predictions / "LATEST").unlink()
+
+    with stop_after_checkpoints(1):
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    assert len(list((cache / "checkpoints").iterdir())) == 1
+    fitted = count_fits(monkeypatch)
+    capsys.readouterr()
+
+    assert model("resumed", monkeypatch, "--config", config) == EXIT_OK
+
+    assert fitted == ["fred/B", "fred/C"]
+    err = capsys.readouterr().err
+    assert "3 series: 2 to fit, 0 unchanged (reused from run -), 1 finished by a stopped run (not fitted again)" in err
+    assert "fitted 2 series, resumed 1 (finished before a stop), reused 0, failed 0; run resumed" in err
+    for name in ("forecasts", "backtests", "scores", "history"):
+        whole, resumed = (pd.read_parquet(predictions / run / f"{name}.parquet") for run in ("whole", "resumed"))
+        pd.testing.assert_frame_equal(whole, resumed, check_exact=True)
+    whole, resumed = (json.loads((predictions / run / "run.json").read_text()) for run in ("whole", "resumed"))
+    assert whole["calibration"]["M"]["ets"]["points"] >= 40  # calibrated, on the three series pooled
+    assert whole["calibration"] == resumed["calibration"]
+    assert not list((cache / "checkpoints").iterdir())
+
+
+@pytest.mark.parametrize("change", ["nothing", "values", "config", "code"])
+def test_a_checkpoint_is_used_only_for_the_values_config_and_code_it_was_written_under(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, change
+):
+    from modelling import _checkpoint
+
+    store("fred/A", make_monthly(40, seed=1), "M")
+    store("fred/B", make_monthly(40, seed=2), "M")
+    config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
+    with stop_after_checkpoints(2):  # both finished, the run not written
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    if change == "values":
+        store("fred/B", make_monthly(41, seed=2), "M")  # one more month
+    elif change == "config":
+        config = stage_config(tmp_path, "other.toml", models='["theta", "seasonal_naive"]', folds="2")
+    elif change == "code":
+        monkeypatch.setattr(_checkpoint, "_versions", lambda: {"statsmodels": "0.0.0"})
+    fitted = count_fits(monkeypatch)
+
+    assert model("resumed", monkeypatch, "--config", config) == EXIT_OK
+
+    expected = {"nothing": [], "values": ["fred/B"], "config": ["fred/A", "fred/B"], "code": ["fred/A", "fred/B"]}
+    assert fitted == expected[change]
+
+
+def test_corrupt_and_foreign_checkpoints_are_ignored_with_a_warning_and_fitted_again(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+):
+    store("fred/A", make_monthly(40, seed=1), "M")
+    store("fred/B", make_monthly(40, seed=2), "M")
+    config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
+    with stop_after_checkpoints(2):
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    from modelling import _checkpoint
+
+    checkpoints = root / "packages" / "modelling" / "cache" / "checkpoints"
+    a, b = (_checkpoint.entry_path(checkpoints, name) for name in ("fred/A", "fred/B"))
+    a.write_text("{not json")
+    entry = json.loads(b.read_text())
+    entry["scores"]["model"] = ["__import__('os').system('touch pwned')", "seasonal_naive"]
+    b.write_text(json.dumps(entry))
+    fitted = count_fits(monkeypatch)
+    capsys.readouterr()
+
+    assert model("resumed", monkeypatch, "--config", config) == EXIT_OK
+
+    assert fitted == ["fred/A", "fred/B"]
+    err = capsys.readouterr().err
+    assert f"ignoring checkpoint {a} for fred/A: Expecting property name" in err
+    assert f"ignoring checkpoint {b} for fred/B: not an outcome of the models theta, seasonal_naive" in err
+    assert not (root / "pwned").exists()
 
 
 def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):

@@ -5,7 +5,8 @@ frame of `horizon` rows (mean, lo80, hi80, lo95, hi95) continuing y's dates:
 auto_sarima (_sarima, with _css, _differencing, _boxcox), ets / theta / seasonal_naive (_candidates),
 optimised_theta (_theta). Their intervals are the models' own; calibrate / rescale (_calibrate) are
 the split-conformal step the stage applies to them per frequency and model.
-The stage: _cli -> _run (plan, _cache, _fit in workers, _backtest, _calibrate, write), settings in _config.
+The stage: _cli -> _run (plan, _cache and _checkpoint, _fit in workers, _backtest, _calibrate, write),
+settings in _config.
 
 Names are imported on first use (PEP 562), so that `python -m modelling run` with nothing new does
 not pay for importing statsmodels.

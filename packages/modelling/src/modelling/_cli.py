@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("nothing new")
         return EXIT_OK
     verb = "would fit" if args.dry_run else "fitted"
-    log.info("%s %d series, reused %d, failed %d%s", verb, len(report.fitted), len(report.reused),
-             len(report.failed), f"; run {report.run_id}" if report.run_id else "")  # fmt: skip
+    log.info("%s %d series, %sreused %d, failed %d%s", verb, len(report.fitted),
+             f"resumed {len(report.resumed)} (finished before a stop), " if report.resumed else "",
+             len(report.reused), len(report.failed), f"; run {report.run_id}" if report.run_id else "")  # fmt: skip
     return EXIT_SERIES_FAILED if report.failed else EXIT_OK

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import Progress, atomic_path, atomic_write, data_dir, run_lock
+from storage_links import ContractError, Progress, atomic_path, atomic_write, data_dir, links, run_lock
 from threadpoolctl import threadpool_limits
 
 from modelling._config import SEASON_LENGTH, Config
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 class Report:
     run_id: str | None  # None when nothing was written
     fitted: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)  # finished by a stopped run: its outcome taken, not fitted
     reused: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     nothing_new: bool = False
@@ -79,7 +80,6 @@ def _run(
     dry_run: bool, level: str,
 ) -> Report:  # fmt: skip
     scraped = data_dir("scraping", "scraped_data")
-    cache_dir = data_dir("modelling", "cache") / "sarima_params"
     refs, failed = read_manifest(scraped)
     if only:
         _check_named(scraped, only, {r.name for r in refs} | {r.key for r in refs} | set(failed))
@@ -118,14 +118,24 @@ def _run(
         raise InputError(f"{scraped}: no series could be read; nothing modelled")
     frequency = {p.ref.name: p.ref.frequency for p in planned}
     reuse, reused_parts = _reusable(predictions, previous, fingerprints, config_fp, frequency)
-    to_fit = [p for p in planned if p.ref.name not in reuse]
-    log.info("%d series: %d to fit, %d unchanged (reused from run %s)", len(planned), len(to_fit), len(reuse),
-             previous["run_id"] if previous else "-")  # fmt: skip
+    cache_dir, checkpoints = _cache_dir("sarima_params"), _cache_dir("checkpoints")
+    from modelling import _checkpoint
+
+    keys = {p.ref.name: _checkpoint.Key(p.ref.name, p.ref.frequency, p.fingerprint, config_fp) for p in planned}
+    resumed = {}  # the outcomes a stopped run finished, under the same values, config and code
+    for p in planned:
+        if p.ref.name not in reuse and (outcome := _checkpoint.lookup(checkpoints, keys[p.ref.name], config.models)):
+            resumed[p.ref.name] = outcome
+    to_fit = [p for p in planned if p.ref.name not in reuse and p.ref.name not in resumed]
+    log.info("%d series: %d to fit, %d unchanged (reused from run %s)%s", len(planned), len(to_fit), len(reuse),
+             previous["run_id"] if previous else "-",
+             f", {len(resumed)} finished by a stopped run (not fitted again)" if resumed else "")  # fmt: skip
     if dry_run:
         for p in to_fit:
             log.info("would fit %s (%d points, m=%d, h=%d)", p.ref.name, len(p.series),
                      SEASON_LENGTH[p.ref.frequency], config.horizon[p.ref.frequency])  # fmt: skip
-        return Report(None, fitted=[p.ref.name for p in to_fit], reused=sorted(reuse), failed=failed)
+        return Report(None, fitted=[p.ref.name for p in to_fit], resumed=sorted(resumed), reused=sorted(reuse),
+                      failed=failed)  # fmt: skip
     run_dir = predictions / run_id
     if run_dir.exists():
         raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
@@ -137,29 +147,36 @@ def _run(
     def cache_fit(outcome: Outcome) -> None:
         # As each fit arrives, not after all of them: a run that is stopped or killed halfway
         # leaves the fits it finished for the next run to start from.
-        if outcome.error or outcome.choice is None:
+        if outcome.error:
             return
         try:
-            _cache.store(cache_dir, outcome.name, by_name[outcome.name].series, config_fp, outcome.choice,
-                         outcome.fold_choices)  # fmt: skip
+            if outcome.choice is not None:
+                _cache.store(cache_dir, outcome.name, by_name[outcome.name].series, config_fp, outcome.choice,
+                             outcome.fold_choices)  # fmt: skip
+            _checkpoint.store(checkpoints, keys[outcome.name], outcome)
         except OSError as exc:
             log.warning("%s: cannot write cache entry: %s", outcome.name, exc)
 
     tasks = [_task(p, config, cache_dir, config_fp) for p in to_fit]
-    outcomes = _fit_all(tasks, jobs, level, cache_fit)
-    report = Report(run_id, reused=sorted(reuse), failed=dict(failed))
+    outcomes = {o.name: o for o in _fit_all(tasks, jobs, level, cache_fit)} | resumed
+    report = Report(run_id, resumed=sorted(resumed), reused=sorted(reuse), failed=dict(failed))
     parts: dict[str, list[pd.DataFrame]] = {name: [reused_parts[name]] if reuse else [] for name in FILES}
-    for outcome in outcomes:
-        planned_series = by_name[outcome.name]
+    # In the plan's order, not the order the fits finished in: the files are then the same whichever
+    # series a stopped run had finished, and however the workers were scheduled.
+    for planned_series in planned:
+        outcome = outcomes.get(planned_series.ref.name)
+        if outcome is None:
+            continue
         if outcome.error:
             report.failed[outcome.name] = outcome.error
             log.warning("%s: failed: %s", outcome.name, outcome.error)
             continue
         for note in outcome.notes:
             log.info("%s: %s", outcome.name, note)
-        report.fitted.append(outcome.name)
+        if outcome.name not in resumed:
+            report.fitted.append(outcome.name)
         _collect(parts, outcome, planned_series.series)
-    modelled = set(report.fitted) | set(report.reused)
+    modelled = set(report.fitted) | set(report.resumed) | set(report.reused)
     if not modelled:
         raise InputError("every series failed; nothing written (see the messages above)")
     frames = _frames(parts)
@@ -183,7 +200,20 @@ def _run(
     }
     _write(run_dir, frames, meta)
     atomic_write(predictions / LATEST, run_id + "\n")
+    try:  # the run is complete: what the checkpoints held is in it, for the next run to reuse
+        _checkpoint.clear(checkpoints)
+    except OSError as exc:
+        log.warning("%s: cannot remove the checkpoints: %s", checkpoints, exc)
     return report
+
+
+def _cache_dir(name: str) -> Path:
+    """cache/<name>, which modelling's [tool.storage-links] must declare among cache's subdirs (init
+    makes those on the share): the contract stays the one place the stage's directories are named."""
+    cache = data_dir("modelling", "cache")
+    if not any(link.local == cache and name in link.subdirs for link in links()):
+        raise ContractError(f"modelling: [tool.storage-links] declares no subdir {name!r} of cache")
+    return cache / name
 
 
 def _plan(scraped: Path, ref: SeriesRef, config: Config) -> Planned:
