@@ -29,21 +29,19 @@ from typing import TYPE_CHECKING
 import pandas as pd
 from storage_links import atomic_write
 
+from modelling._schema import SCHEMA
+
 if TYPE_CHECKING:
     from modelling._fit import Outcome
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-# The outcome's frames, their columns and types (the run's SCHEMA less "series", which the run adds).
+# The outcome's frames, their columns and types: one series' rows of the run's files, less "series".
 COLUMNS = {
-    "forecasts": {"model": str, "step": "int64", "date": "datetime64[ns]", "mean": float, "lo80": float,
-                  "hi80": float, "lo95": float, "hi95": float},
-    "backtests": {"model": str, "fold": "int64", "step": "int64", "date": "datetime64[ns]", "actual": float,
-                  "mean": float, "lo80": float, "hi80": float, "lo95": float, "hi95": float},
-    "scores": {"model": str, "mase": float, "smape": float, "coverage80": float, "coverage95": float,
-               "folds": "int64"},
-}  # fmt: skip
+    name: {column: kind for column, kind in SCHEMA[name].items() if column != "series"}
+    for name in ("forecasts", "backtests", "scores")
+}
 LIBRARIES = ("modelling", "statsmodels", "scipy", "numpy", "pandas")
 
 

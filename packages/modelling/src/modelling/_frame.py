@@ -11,8 +11,6 @@ from scipy import stats
 
 from modelling._errors import SeriesError
 
-COLUMNS = ("mean", "lo80", "hi80", "lo95", "hi95")
-
 
 @dataclass(frozen=True)
 class Prepared:
@@ -60,10 +58,23 @@ def begin(
     return prepared.values, max(1, int(season_length)), prepared.future, attrs
 
 
+def inferred_freq(index: pd.DatetimeIndex) -> str | pd.DateOffset | None:
+    """pandas' frequency of `index`, or None (also under 3 dates). pandas 3 warns on every call that
+    infer_freq will return an offset instead of a string; where this is used either serves, so the
+    offset is asked for where pandas has that option (pandas 2 has not, and does not warn)."""
+    if len(index) < 3:
+        return None
+    try:
+        with pd.option_context("future.infer_freq_returns_offset", True):
+            return pd.infer_freq(index)
+    except pd.errors.OptionError:
+        return pd.infer_freq(index)
+
+
 def _future_index(series: pd.Series, first: int, last: int, horizon: int) -> pd.Index:
     index = series.index
     if isinstance(index, pd.DatetimeIndex):
-        freq = index.freq or (pd.infer_freq(index) if len(index) >= 3 else None)
+        freq = index.freq or inferred_freq(index)
         if freq is not None:
             return pd.date_range(index[last], periods=horizon + 1, freq=freq)[1:]
         if len(index) >= 2:

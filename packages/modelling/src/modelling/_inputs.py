@@ -117,6 +117,8 @@ def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from modelling._frame import inferred_freq
+
     path = scraped / ref.file
     try:
         parquet = pq.ParquetFile(path)
@@ -139,7 +141,7 @@ def read_series(scraped: Path, ref: SeriesRef) -> pd.Series:
     except (TypeError, ValueError):
         raise SeriesError(f"{path}: column {ref.column!r} is not numeric") from None
     series = pd.Series(values, index=pd.DatetimeIndex(dates), name=ref.name)
-    freq = pd.infer_freq(series.index) if len(series) >= 3 else None
+    freq = inferred_freq(series.index)
     if freq is not None:
         series.index.freq = freq
     return series

@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 from modelling._config import SEASON_LENGTH, Config
 from modelling._errors import ConfigError, InputError, OutputError, SeriesError, WorkerDied
 from modelling._inputs import MANIFEST, SeriesRef, fingerprint, inputs_digest, read_manifest, read_series
+from modelling._schema import SCHEMA
 
 log = logging.getLogger("modelling")
 
@@ -381,17 +382,6 @@ def _collect(parts: dict[str, list[pd.DataFrame]], outcome: Outcome, series: pd.
             frame.insert(0, "series", outcome.name)
             parts[name].append(frame)
     parts["history"].append(pd.DataFrame({"series": outcome.name, "date": series.index, "value": series.to_numpy()}))
-
-
-SCHEMA = {
-    "forecasts": {"series": str, "model": str, "step": "int64", "date": "datetime64[ns]", "mean": float,
-                  "lo80": float, "hi80": float, "lo95": float, "hi95": float},
-    "backtests": {"series": str, "model": str, "fold": "int64", "step": "int64", "date": "datetime64[ns]",
-                  "actual": float, "mean": float, "lo80": float, "hi80": float, "lo95": float, "hi95": float},
-    "scores": {"series": str, "model": str, "mase": float, "smape": float, "coverage80": float,
-               "coverage95": float, "folds": "int64"},
-    "history": {"series": str, "date": "datetime64[ns]", "value": float},
-}  # fmt: skip
 
 
 def _frames(parts: dict[str, list[pd.DataFrame]]) -> dict[str, pd.DataFrame]:
