@@ -68,6 +68,22 @@ def run_unprivileged() -> Callable[..., subprocess.CompletedProcess]:
     return run
 
 
+@contextlib.contextmanager
+def chmod_during(path: Path, mode: int) -> Iterator[None]:
+    """`path` at `mode` for the block, its own mode back after it (so that tmp_path can be removed)."""
+    before = path.stat().st_mode
+    path.chmod(mode)
+    try:
+        yield
+    finally:
+        path.chmod(before)
+
+
+def unreadable(path: Path) -> contextlib.AbstractContextManager[None]:
+    """`path` cannot be read for the block: a file has no permissions, a directory cannot be searched."""
+    return chmod_during(path, 0o600 if path.is_dir() else 0)
+
+
 def replace_with_eio(path: Path) -> None:
     """Make reading `path` fail with EIO, for every user: an I/O error, as from a share, whose OSError
     names no file. Reading /proc/self/mem from its start fails so; skip where it is not there."""

@@ -24,7 +24,7 @@ from forecasting._errors import InputError, StorageError
 from PIL import Image
 from storage_links import data_dir, logs_dir
 
-from packages.forecasting.tests.conftest import LABELS, replace_with_eio
+from packages.forecasting.tests.conftest import LABELS, chmod_during, replace_with_eio, unreadable
 
 
 def output_root() -> Path:
@@ -273,12 +273,9 @@ def test_an_output_dir_that_cannot_be_listed_still_publishes_and_warns_it_was_no
 ):
     publish_two_runs(make_predictions, monkeypatch)
     make_predictions("p3", seed=3)
-    output_root().chmod(0o300)  # its files can be reached and written, but it cannot be listed
-    try:
+    with chmod_during(output_root(), 0o300):  # its files can be reached and written, but it cannot be listed
         published = run_unprivileged("r3", "run", "--keep", "1")
         nothing_new = run_unprivileged("r4", "run", "--keep", "1")
-    finally:
-        output_root().chmod(0o755)
 
     # Housekeeping of a run that published: each failure is one warning, and the next --keep tries again.
     cannot_list = f"{output_root()}: cannot be listed (Permission denied)"
@@ -298,11 +295,8 @@ def test_a_run_that_cannot_be_pruned_is_a_warning_keeping_its_inputs_and_the_res
     publish_two_runs(make_predictions, monkeypatch)
     make_predictions("p3", seed=3)
     stuck = output_root() / "r1"
-    stuck.chmod(0o500)  # its files cannot be removed
-    try:
+    with chmod_during(stuck, 0o500):  # its files cannot be removed
         done = run_unprivileged("r3", "run", "--keep", "1")
-    finally:
-        stuck.chmod(0o755)
 
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if "cannot prune" in line]
@@ -406,21 +400,16 @@ def test_damaged_parquet_names_the_file(make_predictions, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    ("unreadable", "named"),
+    ("what", "named"),
     [("LATEST", "LATEST"), ("p1", "p1/run.json"), ("p1/history.parquet", "p1/history.parquet")],
     ids=["latest", "run-dir", "parquet"],
 )
 def test_predictions_that_cannot_be_read_are_one_input_error_naming_the_file(
-    make_predictions, run_unprivileged, unreadable, named
+    make_predictions, run_unprivileged, what, named
 ):
     make_predictions("p1")
-    path = predictions_root() / unreadable
-    mode = path.stat().st_mode
-    path.chmod(0o600 if path.is_dir() else 0)  # a directory that cannot be searched
-    try:
+    with unreadable(predictions_root() / what):
         done = run_unprivileged("r1", "run")
-    finally:
-        path.chmod(mode)
 
     assert (done.returncode, done.stderr) == (
         InputError.exit_code,
@@ -429,19 +418,16 @@ def test_predictions_that_cannot_be_read_are_one_input_error_naming_the_file(
     assert not output_root().exists() or not any(output_root().iterdir())
 
 
-@pytest.mark.parametrize("unreadable", ["output/LATEST", "input/r1/inputs.json"])
+@pytest.mark.parametrize("what", ["output/LATEST", "input/r1/inputs.json"])
 def test_a_file_of_data_that_cannot_be_read_is_one_storage_error_naming_it(
-    make_predictions, monkeypatch, run_unprivileged, unreadable
+    make_predictions, monkeypatch, run_unprivileged, what
 ):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1") == 0
     make_predictions("p2", seed=2)
-    path = data_dir("forecasting", "data") / unreadable
-    path.chmod(0)
-    try:
+    path = data_dir("forecasting", "data") / what
+    with unreadable(path):
         done = run_unprivileged("r2", "run")
-    finally:
-        path.chmod(0o644)
 
     assert (done.returncode, done.stderr) == (
         StorageError.exit_code,

@@ -15,7 +15,7 @@ from forecasting._errors import StorageError
 from storage_links import data_dir
 
 from packages.forecasting.tests.azurite import AZURITE_ACCOUNT, AZURITE_KEY
-from packages.forecasting.tests.conftest import replace_with_eio
+from packages.forecasting.tests.conftest import replace_with_eio, unreadable
 
 FILES = ["forecasts.parquet", "forecasts.csv", "scores.csv", "report.html", "inputs.json"]
 CONTENT_TYPES = {
@@ -399,7 +399,7 @@ def test_local_latest_naming_a_path_is_refused(published, blob_target, capsys):
 
 
 @pytest.mark.parametrize(
-    ("unreadable", "named"),
+    ("what", "named"),
     [
         ("output/r1/report.html", "output/r1/report.html"),
         ("output/r1", "output/r1/forecasts.parquet"),  # a directory that cannot be searched
@@ -408,16 +408,11 @@ def test_local_latest_naming_a_path_is_refused(published, blob_target, capsys):
     ids=["file", "run-dir", "inputs"],
 )
 def test_a_run_file_that_cannot_be_read_is_one_storage_error_and_nothing_is_sent(
-    published, blob_target, run_unprivileged, unreadable, named
+    published, blob_target, run_unprivileged, what, named
 ):
     proxy = blob_target.through_proxy()
-    path = data_dir("forecasting", "data") / unreadable
-    mode = path.stat().st_mode
-    path.chmod(0o600 if path.is_dir() else 0)
-    try:
+    with unreadable(data_dir("forecasting", "data") / what):
         done = run_unprivileged("upload-1", "upload")
-    finally:
-        path.chmod(mode)
 
     assert (done.returncode, done.stderr) == (
         StorageError.exit_code,
