@@ -436,6 +436,23 @@ def test_a_file_of_data_that_cannot_be_read_is_one_storage_error_naming_it(
     assert output_runs() == ["r1"] and latest() == "r1"
 
 
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_input_dir_that_cannot_be_searched_is_one_storage_error_and_nothing_is_written(
+    make_predictions, run_unprivileged, dry_run
+):
+    make_predictions("p1")
+    input_root().mkdir(parents=True)  # left by an earlier run; LATEST is not there to be read first
+    with unreadable(input_root()):
+        done = run_unprivileged("r1", "run", *(["--dry-run"] if dry_run else []))
+
+    assert (done.returncode, done.stderr.splitlines()[-1]) == (
+        StorageError.exit_code,
+        f"forecasting: error: {input_root() / 'r1'}: cannot be read (Permission denied)",
+    )
+    assert "Traceback" not in done.stderr
+    assert not output_root().exists() or not any(output_root().iterdir())
+
+
 def test_an_inputs_json_that_is_not_utf8_is_one_input_error_naming_it(make_predictions, monkeypatch, capsys):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1") == 0

@@ -99,16 +99,17 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, le
         f", {len(published.failed)} failed in modelling" if published.failed else "",
     )  # fmt: skip
     final = output_dir() / run_id
-    if final.exists():
+    if _exists(final):
         raise ForecastingError(f"{final} already exists: output runs are never overwritten (set a new run id)")
-    inputs_json = _inputs_json(run_id, predictions, settings)  # before any write: it can fail
+    inputs = _inputs_path(run_id)
+    # Before any write, and in a dry run too: each of these can fail.
+    inputs_were_there = _exists(inputs.parent)
+    inputs_json = _inputs_json(run_id, predictions, settings)
     if dry_run:
-        log.info("dry run: would write %s/{%s}, %s and %s", final, ",".join(OUTPUT_FILES), _inputs_path(run_id), LATEST)
+        log.info("dry run: would write %s/{%s}, %s and %s", final, ",".join(OUTPUT_FILES), inputs, LATEST)
         return RunResult(None, predictions_run, n_series, prune(keep, dry_run=True) if keep else ())
     _clear_stale_staging()
     staging = output_dir() / f".{run_id}{_PARTIAL}"
-    inputs = _inputs_path(run_id)
-    inputs_were_there = inputs.parent.exists()
     moving_latest = False
     try:
         staging.mkdir(parents=True)
@@ -131,6 +132,18 @@ def _run(run_id: str, settings: Settings, *, keep: int | None, dry_run: bool, le
     log.info("published %s: %d series -> %s", run_id, n_series, final)
     pruned = prune(keep) if keep else ()
     return RunResult(run_id, predictions_run, n_series, pruned)
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; a StorageError naming it where that cannot be told (Path.exists raises the
+    PermissionError of a folder that cannot be searched, which would be a traceback)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise StorageError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return True
 
 
 def _latest_may_name(run_id: str) -> bool:
