@@ -449,6 +449,76 @@ def test_corrupt_and_foreign_cache_entries_are_ignored_with_a_warning(
     assert not (root / "pwned").exists()
 
 
+def test_a_completed_run_removes_the_cache_entries_of_another_config_or_of_a_series_no_longer_listed(
+    store, make_monthly, root, scraped, tmp_path, predictions, monkeypatch
+):
+    """A stopped or failed run removes none (the config it tried may be given up), a --series run keeps
+    the other series' entries, and nothing but this cache's own regular files is touched."""
+    from modelling import _cache
+    from modelling._config import load_config
+
+    store("fred/A", make_monthly(40, seed=1), "M")
+    store("fred/B", make_monthly(40, seed=2), "M")
+    manifest = json.loads((scraped / "manifest.json").read_text())
+    manifest["series"]["fred/C"] = {"frequency": "fortnightly"}  # listed, but unreadable this time
+    (scraped / "manifest.json").write_text(json.dumps(manifest))
+    config = stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]', folds="0")
+    current = load_config(Path(config)).fingerprint()
+    cache = root / "packages" / "modelling" / "cache" / "sarima_params"
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def plant(series: str, config_fp: str = current) -> Path:
+        path = _cache.entry_path(cache, series, config_fp)
+        path.write_text(json.dumps({"series": series, "config": config_fp}))
+        return path
+
+    kept = [plant("fred/A"), plant("fred/B"), plant("fred/C:close"), cache / "notes.json"]
+    kept[-1].write_text("not the cache's")
+    target = tmp_path / "elsewhere.json"
+    target.write_text("{}")
+    (cache / ("0" * 24 + ".json")).symlink_to(target)
+    stale = [plant("fred/A", "another config"), plant("fred/GONE")]
+
+    with stop_after_checkpoints(1):
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    (predictions / "taken").mkdir(parents=True)
+    assert model("taken", monkeypatch, "--config", config) == EXIT_STORAGE
+    assert all(path.exists() for path in kept + stale)
+
+    assert model("r1", monkeypatch, "--config", config) == EXIT_SERIES_FAILED  # fred/C failed
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in stale)
+    assert (cache / ("0" * 24 + ".json")).is_symlink() and target.exists()
+
+    store("fred/A", make_monthly(41, seed=1), "M")
+    stale = [plant("fred/GONE")]
+    assert model("r2", monkeypatch, "--config", config, "--series", "fred/A") == EXIT_SERIES_FAILED
+    assert all(path.exists() for path in kept) and not any(path.exists() for path in stale)
+
+
+def test_a_stale_cache_entry_that_vanishes_or_cannot_be_removed_is_no_failure(tmp_path, monkeypatch, caplog):
+    from modelling import _cache
+
+    vanished, locked, stale = (_cache.entry_path(tmp_path, name, "old") for name in ("fred/A", "fred/B", "fred/C"))
+    for path in (vanished, locked, stale):
+        path.write_text("{}")
+    unlink = os.unlink
+
+    def flaky(path):
+        if path == str(vanished):
+            unlink(path)
+            raise FileNotFoundError(path)
+        if path == str(locked):
+            raise PermissionError(13, "Permission denied")
+        unlink(path)
+
+    monkeypatch.setattr(os, "unlink", flaky)
+    caplog.set_level("INFO", "modelling")
+    _cache.prune(tmp_path, "new", ["fred/A", "fred/B"])
+    assert f"cannot remove 1 stale cache entry ({locked}: [Errno 13] Permission denied)" in caplog.text
+    assert "removed 1 cache entry of another config" in caplog.text  # the vanished one not counted
+    assert locked.exists() and not stale.exists()
+
+
 def set_choice(**values):
     return lambda choice: choice | values
 

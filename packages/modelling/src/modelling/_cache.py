@@ -10,6 +10,9 @@ It also records the model each backtest fold's search chose, by training length,
 training values: a fold whose training values are unchanged (a run resumed after a stop, or a series
 whose newest value alone was revised) reuses it as it is, which forecasts exactly what the search
 would have, and the other folds are searched. An entry written before folds were recorded has none.
+Once a run completes, the entries no run under its config and manifest can find are removed
+(prune): those of another config, and those of a series the manifest no longer lists. Without this
+the cache grew by one file per series with every config change, for ever, on a long-lived share.
 JSON, never pickle: a foreign file is data to check, not code to run. Anything that does not parse
 into a well-formed entry (a choice the search could have made for this season length, with one
 parameter per coefficient) is ignored with a warning naming the file; the full search that follows
@@ -21,6 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +40,7 @@ from modelling._sarima import Choice
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+NAME = re.compile(r"[0-9a-f]{24}\.json")  # entry_path's names: nothing else in the directory is removed
 
 
 @dataclass(frozen=True)
@@ -105,3 +112,60 @@ def store(
     if not all(np.isfinite(choice["params"])):
         return
     atomic_write(entry_path(cache_dir, series_name, config_fingerprint), json.dumps(entry, indent=1) + "\n")
+
+
+def prune(cache_dir: Path, config_fingerprint: str, listed: Iterable[str], unread_keys: Iterable[str] = ()) -> None:
+    """Remove every entry but those of the `listed` series under `config_fingerprint`.
+
+    `listed` is every series the manifest lists, not only those a run fitted: a --series run keeps
+    the others' entries for the next full run. `unread_keys` are manifest keys whose entry could not
+    be read, so their series' names are unknown: their entries under this config are kept too (read
+    to find whose they are), for the run after the manifest is mended. A file that vanishes first is
+    no matter; one that cannot be removed is a warning, never a failed run.
+    """
+    keep = {entry_path(cache_dir, name, config_fingerprint).name for name in listed}
+    prefixes = tuple(unread_keys)
+    removed, failures = 0, []
+    try:
+        with os.scandir(cache_dir) as found:
+            items = list(found)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        log.warning("%s: cannot list the cache to remove stale entries: %s", cache_dir, exc)
+        return
+    for item in items:
+        if item.name in keep or not NAME.fullmatch(item.name):
+            continue
+        try:
+            # A symlink or anything but a regular file is not an entry this cache wrote: left alone.
+            if not item.is_file(follow_symlinks=False) or _of_unread(Path(item.path), config_fingerprint, prefixes):
+                continue
+            os.unlink(item.path)
+            removed += 1
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            failures.append(f"{item.path}: {exc}")
+    if removed:
+        log.info("removed %d cache entr%s of another config or of series the manifest no longer lists",
+                 removed, "y" if removed == 1 else "ies")  # fmt: skip
+    if failures:
+        log.warning("cannot remove %d stale cache entr%s (%s)", len(failures), "y" if len(failures) == 1 else "ies",
+                    "; ".join(failures[:3]) + ("; ..." if len(failures) > 3 else ""))  # fmt: skip
+
+
+def _of_unread(path: Path, config_fingerprint: str, keys: tuple[str, ...]) -> bool:
+    """Whether `path` is an entry under `config_fingerprint` of a series of one of the manifest `keys`."""
+    if not keys:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open(fd, encoding="utf-8") as fh:
+            entry = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False  # unreadable or no entry at all: no lookup can use it
+    if not isinstance(entry, dict) or entry.get("config") != config_fingerprint:
+        return False
+    series = entry.get("series")
+    return isinstance(series, str) and any(series == key or series.startswith(f"{key}:") for key in keys)

@@ -82,6 +82,8 @@ def _run(
 ) -> Report:  # fmt: skip
     scraped = data_dir("scraping", "scraped_data")
     refs, failed = read_manifest(scraped)
+    # Every series the manifest lists, before --series narrows them: whose cache entries stay.
+    listed, unread_keys = {r.name for r in refs}, set(failed)
     if only:
         _check_named(scraped, only, {r.name for r in refs} | {r.key for r in refs} | set(failed))
     config_fp = config.fingerprint()
@@ -205,6 +207,9 @@ def _run(
         _checkpoint.clear(checkpoints)
     except OSError as exc:
         log.warning("%s: cannot remove the checkpoints: %s", checkpoints, exc)
+    # Only once complete: a new config that fails or is stopped has not replaced the old one, whose
+    # entries then still serve the next run.
+    _cache.prune(cache_dir, config_fp, listed, unread_keys)
     return report
 
 
