@@ -830,6 +830,23 @@ def test_an_interrupted_runs_staging_dir_is_cleared_and_never_published(make_pre
     assert not stale.exists() and output_runs() == ["r1"]
 
 
+def test_a_staging_dir_that_cannot_be_removed_is_one_warning_naming_it_and_the_run_publishes(
+    make_predictions, run_unprivileged
+):
+    make_predictions("p1")
+    stale = output_root() / ".r0.partial"
+    (stale / "charts").mkdir(parents=True)
+    (stale / "charts" / "a.png").write_text("half")
+    with chmod_during(stale / "charts", 0o500):  # its files cannot be removed
+        done = run_unprivileged("r1", "run")
+
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if ".r0.partial" in line] == [
+        f"forecasting: {stale}: cannot remove the staging dir of an interrupted run (Permission denied)"
+    ]
+    assert output_runs() == [".r0.partial", "r1"] and latest() == "r1"
+
+
 def test_sigterm_during_a_run_is_one_line_and_exit_143_with_latest_unchanged(make_predictions, monkeypatch, capsys):
     make_predictions("p1")
     assert run_cli(monkeypatch, "r1") == 0

@@ -301,5 +301,10 @@ def _clear_stale_staging() -> None:
         log.warning("%s: cannot be listed (%s); stale staging dirs are not cleared", root, exc.strerror or exc)
         return
     for name in stale:
-        log.warning("removing %s, left by an interrupted run", name)
-        shutil.rmtree(root / name, ignore_errors=True)
+        try:
+            shutil.rmtree(root / name)
+        except OSError as exc:  # one line for the folder, not one per file left in it
+            reason = exc.strerror or exc  # rmtree's error names the file relative to its folder only
+            log.warning("%s: cannot remove the staging dir of an interrupted run (%s)", root / name, reason)
+        else:
+            log.warning("removed %s, left by an interrupted run", name)
