@@ -7,6 +7,9 @@ A read-only mount is in test_mounts.py.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +125,85 @@ def test_unlink_removes_a_leftover_copy_whose_directories_have_no_write_bit(nobo
     assert (env.local() / "sub" / "g").read_text() == "g"
     assert not env.local().is_symlink()
     assert (outside.stat().st_mode & 0o777, (outside / "sentinel").read_text()) == (0o555, "must survive")
+
+
+def init_refuses(env, run_as_nobody, snapshot, keep_root: tuple, expected: str) -> None:
+    """init and init --dry-run as nobody: the one conflict `expected`, exit 3, nothing changed."""
+    before = snapshot(env.root, env.share)
+    for args in (("init", "--dry-run"), ("init",)):
+        proc = run_as_nobody(env, *args, keep_root=keep_root)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"storage-links: conflict: alpha/data: {expected}",
+            "storage-links: 1 conflict(s); nothing was changed",
+        ]
+        assert snapshot(env.root, env.share) == before
+
+
+def test_init_checks_that_it_can_read_a_local_file_it_compares_with_the_share(nobody_env, run_as_nobody, snapshot):
+    # The name is on the share too, so init reads the local file to compare it: it stopped on EACCES halfway.
+    env = nobody_env
+    fill(env)
+    env.target().mkdir(parents=True)
+    (env.target() / "f.csv").write_text("3,4\n")
+    os.chmod(env.local() / "f.csv", 0o600)
+    init_refuses(
+        env,
+        run_as_nobody,
+        snapshot,
+        (env.local() / "f.csv",),
+        f"{env.local() / 'f.csv'} is not readable by this user (uid {NOBODY}); init compares it with "
+        f"{env.target() / 'f.csv'} on the share",
+    )
+
+
+def test_init_renames_a_local_file_it_cannot_read_onto_a_share_on_the_same_file_system(nobody_env, run_as_nobody):
+    # A rename reads nothing: refusing it would stop a migration that works.
+    env = nobody_env
+    fill(env)
+    os.chmod(env.local() / "f.csv", 0o600)
+    inode = (env.local() / "f.csv").stat().st_ino
+    proc = run_as_nobody(env, "init", keep_root=(env.local() / "f.csv",))
+    assert proc.returncode == 0, proc.stderr
+    assert (env.target() / "f.csv").stat().st_ino == inode
+
+
+@pytest.mark.parametrize("mode", [0o700, 0o744, 0o711], ids=["directory", "without x", "without r"])
+def test_init_checks_that_it_can_read_a_local_directory(nobody_env, run_as_nobody, snapshot, mode):
+    # Without x, the plan itself stopped on EACCES as it looked at the files inside.
+    env = nobody_env
+    fill(env)
+    os.chmod(env.local() / "sub", mode)
+    init_refuses(
+        env,
+        run_as_nobody,
+        snapshot,
+        (env.local() / "sub",),
+        f"{env.local() / 'sub'} is not readable by this user (uid {NOBODY}); init moves what it holds",
+    )
+
+
+def test_init_checks_that_it_can_read_a_local_file_it_copies_to_another_file_system(
+    nobody_env, run_as_nobody, snapshot
+):
+    env = nobody_env
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == env.root.stat().st_dev:
+        pytest.skip("no /dev/shm on another file system to hold the share")
+    share = Path(tempfile.mkdtemp(prefix="storage-links-share-", dir=shm))
+    try:
+        os.chown(share, NOBODY, NOBODY)
+        os.chmod(share, 0o755)
+        shutil.rmtree(env.share)
+        env.share.symlink_to(share)  # FILESHARE_ROOT stays inside the tree run_as_nobody hands to nobody
+        fill(env)
+        os.chmod(env.local() / "f.csv", 0o600)
+        init_refuses(
+            env,
+            run_as_nobody,
+            snapshot,
+            (env.local() / "f.csv",),
+            f"{env.local() / 'f.csv'} is not readable by this user (uid {NOBODY}); init copies it to the share",
+        )
+    finally:
+        shutil.rmtree(share, ignore_errors=True)

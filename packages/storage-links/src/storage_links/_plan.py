@@ -127,7 +127,8 @@ def plan_init(declared: list[Declared], share: str, *, require_mount: bool = Fal
         for source in lp.sources:
             mounts = _mount_points() if mounts is None else mounts
             _check_no_mounts(lp, source, mounts, plan.conflicts)
-            _walk_source(lp, source, lp.target, plan.conflicts, writes, ours=source != lp.local)
+            renames = _renames(source, lp.target, mounts)
+            _walk_source(lp, source, lp.target, plan.conflicts, writes, ours=source != lp.local, renames=renames)
         if lp.changes and os.path.isdir(lp.target) and not os.path.islink(lp.target):
             writes[lp.target] = " on the share"  # data moves in, and the new link must validate
         for path in sorted(writes.keys() - checked):
@@ -149,6 +150,26 @@ def _check_no_mounts(lp: LinkPlan, source: str, mounts: set[str], conflicts: lis
             f"{lp.label}: {source + mount[len(real) :]} is a mount point; storage-links cannot replace it by a "
             f"link: unmount it (or mount it on the share instead) and re-run"
         )
+
+
+def _renames(source: str, target: str, mounts: set[str]) -> bool:
+    """Whether init moves `source`'s new files to `target` by rename, which reads nothing, rather than by copy.
+
+    As _move_tree decides: one device; and one mount, as a bind mount between them answers EXDEV and is copied."""
+    existing = target
+    while not os.path.lexists(existing):  # the directories still to be made go on their parent's device
+        existing = os.path.dirname(existing)
+    try:
+        if os.lstat(source).st_dev != os.stat(existing).st_dev:  # stat: makedirs follows a linked share root
+            return False
+    except OSError:
+        return False
+    return _mount_of(os.path.realpath(source), mounts) == _mount_of(os.path.realpath(existing), mounts)
+
+
+def _mount_of(real: str, mounts: set[str]) -> str:
+    """The mount point `real` lies on ('' where /proc/self/mountinfo could not be read)."""
+    return max((m for m in mounts if real == m or real.startswith(m.rstrip(os.sep) + os.sep)), key=len, default="")
 
 
 def _not_writable(path: str) -> str:
@@ -262,9 +283,22 @@ def _plan_share_dirs(lp: LinkPlan, share: str, conflicts: list[str], writes: dic
 
 
 def _walk_source(
-    lp: LinkPlan, src_dir: str, dst_dir: str, conflicts: list[str], writes: dict[str, str], *, ours: bool
+    lp: LinkPlan,
+    src_dir: str,
+    dst_dir: str,
+    conflicts: list[str],
+    writes: dict[str, str],
+    *,
+    ours: bool,
+    renames: bool,
 ) -> None:
-    """Check every entry of a local tree against the share; count what moves."""
+    """Check every entry of a local tree against the share, and that init can read what it will; count what moves."""
+    # Listing needs r, and looking at (or moving) the entries x: access(2) asks for both, for this user.
+    if not os.access(src_dir, os.R_OK | os.X_OK):
+        conflicts.append(
+            f"{lp.label}: {src_dir} is not readable by this user (uid {os.getuid()}); init moves what it holds"
+        )
+        return
     try:
         entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
     except OSError as exc:
@@ -285,7 +319,7 @@ def _walk_source(
             if os.path.lexists(dst) and (os.path.islink(dst) or not os.path.isdir(dst)):
                 conflicts.append(f"{lp.label}: {dst} on the share is a file where the directory {entry.path} goes")
             else:
-                _walk_source(lp, entry.path, dst, conflicts, writes, ours=ours)
+                _walk_source(lp, entry.path, dst, conflicts, writes, ours=ours, renames=renames)
         elif entry.is_file(follow_symlinks=False):
             if ours and entry.name.endswith(PARTIAL_SUFFIX):
                 continue  # an interrupted copy of ours: removed, not migrated
@@ -302,6 +336,12 @@ def _walk_source(
                     f"{entry.path} goes; move one of them away and re-run"
                 )
             else:
+                # A rename reads nothing; a compare with the share's file (a name on both sides) or a copy does.
+                if (stat.S_ISREG(dst_mode) or not renames) and not os.access(entry.path, os.R_OK):
+                    act = f"compares it with {dst} on the share" if dst_mode else "copies it to the share"
+                    conflicts.append(
+                        f"{lp.label}: {entry.path} is not readable by this user (uid {os.getuid()}); init {act}"
+                    )
                 lp.files += 1
                 lp.bytes += entry.stat(follow_symlinks=False).st_size
                 if stat.S_ISREG(dst_mode):
