@@ -57,6 +57,19 @@ def test_the_same_tree_owned_by_the_user_is_migrated(nobody_env, run_as_nobody):
     assert os.readlink(env.local()) == str(env.target())
 
 
+def refuses(env, run_as_nobody, snapshot, command: str, keep_root: tuple, expected: str) -> None:
+    """`command` and `command --dry-run` as nobody: the one conflict `expected`, exit 3, nothing changed."""
+    before = snapshot(env.root, env.share)
+    for args in ((command, "--dry-run"), (command,)):
+        proc = run_as_nobody(env, *args, keep_root=keep_root)
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.splitlines() == [
+            f"storage-links: conflict: alpha/data: {expected}",
+            "storage-links: 1 conflict(s); nothing was changed",
+        ]
+        assert snapshot(env.root, env.share) == before
+
+
 def test_unlink_checks_that_it_can_write_the_local_side_before_it_changes_anything(nobody_env, run_as_nobody, snapshot):
     # logs (the root's link) comes first: it was turned back into a directory, then the data's link failed.
     env = nobody_env
@@ -64,16 +77,10 @@ def test_unlink_checks_that_it_can_write_the_local_side_before_it_changes_anythi
     (env.local("logs")).mkdir()
     (env.local("logs") / "run.log").write_text("log")
     assert run_as_nobody(env, "init").returncode == 0
-    before = snapshot(env.root, env.share)
-    for args in (("unlink", "--dry-run"), ("unlink",)):
-        proc = run_as_nobody(env, *args, keep_root=(env.local().parent,))
-        assert proc.returncode == 3, proc.stderr
-        assert proc.stderr.splitlines() == [
-            f"storage-links: conflict: alpha/data: {env.local().parent} is not writable by this user (uid {NOBODY}); "
-            f"unlink puts the plain directory there",
-            "storage-links: 1 conflict(s); nothing was changed",
-        ]
-        assert snapshot(env.root, env.share) == before
+    refuses(
+        env, run_as_nobody, snapshot, "unlink", (env.local().parent,),
+        f"{env.local().parent} is not writable by this user (uid {NOBODY}); unlink puts the plain directory there",
+    )  # fmt: skip
     assert env.local("logs").is_symlink()
 
 
@@ -90,16 +97,10 @@ def test_unlink_checks_that_it_can_read_the_share_before_it_changes_anything(
     fill(env)
     assert run_as_nobody(env, "init").returncode == 0
     os.chmod(env.target() / unreadable, mode)
-    before = snapshot(env.root, env.share)
-    for args in (("unlink", "--dry-run"), ("unlink",)):
-        proc = run_as_nobody(env, *args, keep_root=(env.target() / unreadable,))
-        assert proc.returncode == 3, proc.stderr
-        assert proc.stderr.splitlines() == [
-            f"storage-links: conflict: alpha/data: {env.target() / unreadable} on the share is not readable by this "
-            f"user (uid {NOBODY}); unlink copies it back",
-            "storage-links: 1 conflict(s); nothing was changed",
-        ]
-        assert snapshot(env.root, env.share) == before
+    refuses(
+        env, run_as_nobody, snapshot, "unlink", (env.target() / unreadable,),
+        f"{env.target() / unreadable} on the share is not readable by this user (uid {NOBODY}); unlink copies it back",
+    )  # fmt: skip
     assert env.local("logs").is_symlink()
 
 
@@ -127,19 +128,6 @@ def test_unlink_removes_a_leftover_copy_whose_directories_have_no_write_bit(nobo
     assert (outside.stat().st_mode & 0o777, (outside / "sentinel").read_text()) == (0o555, "must survive")
 
 
-def init_refuses(env, run_as_nobody, snapshot, keep_root: tuple, expected: str) -> None:
-    """init and init --dry-run as nobody: the one conflict `expected`, exit 3, nothing changed."""
-    before = snapshot(env.root, env.share)
-    for args in (("init", "--dry-run"), ("init",)):
-        proc = run_as_nobody(env, *args, keep_root=keep_root)
-        assert proc.returncode == 3, proc.stderr
-        assert proc.stderr.splitlines() == [
-            f"storage-links: conflict: alpha/data: {expected}",
-            "storage-links: 1 conflict(s); nothing was changed",
-        ]
-        assert snapshot(env.root, env.share) == before
-
-
 def test_init_checks_that_it_can_read_a_local_file_it_compares_with_the_share(nobody_env, run_as_nobody, snapshot):
     # The name is on the share too, so init reads the local file to compare it: it stopped on EACCES halfway.
     env = nobody_env
@@ -147,10 +135,11 @@ def test_init_checks_that_it_can_read_a_local_file_it_compares_with_the_share(no
     env.target().mkdir(parents=True)
     (env.target() / "f.csv").write_text("3,4\n")
     os.chmod(env.local() / "f.csv", 0o600)
-    init_refuses(
+    refuses(
         env,
         run_as_nobody,
         snapshot,
+        "init",
         (env.local() / "f.csv",),
         f"{env.local() / 'f.csv'} is not readable by this user (uid {NOBODY}); init compares it with "
         f"{env.target() / 'f.csv'} on the share",
@@ -174,10 +163,11 @@ def test_init_checks_that_it_can_read_a_local_directory(nobody_env, run_as_nobod
     env = nobody_env
     fill(env)
     os.chmod(env.local() / "sub", mode)
-    init_refuses(
+    refuses(
         env,
         run_as_nobody,
         snapshot,
+        "init",
         (env.local() / "sub",),
         f"{env.local() / 'sub'} is not readable by this user (uid {NOBODY}); init moves what it holds",
     )
@@ -198,10 +188,11 @@ def test_init_checks_that_it_can_read_a_local_file_it_copies_to_another_file_sys
         env.share.symlink_to(share)  # FILESHARE_ROOT stays inside the tree run_as_nobody hands to nobody
         fill(env)
         os.chmod(env.local() / "f.csv", 0o600)
-        init_refuses(
+        refuses(
             env,
             run_as_nobody,
             snapshot,
+            "init",
             (env.local() / "f.csv",),
             f"{env.local() / 'f.csv'} is not readable by this user (uid {NOBODY}); init copies it to the share",
         )

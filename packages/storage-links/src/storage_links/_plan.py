@@ -293,16 +293,9 @@ def _walk_source(
     renames: bool,
 ) -> None:
     """Check every entry of a local tree against the share, and that init can read what it will; count what moves."""
-    # Listing needs r, and looking at (or moving) the entries x: access(2) asks for both, for this user.
-    if not os.access(src_dir, os.R_OK | os.X_OK):
-        conflicts.append(
-            f"{lp.label}: {src_dir} is not readable by this user (uid {os.getuid()}); init moves what it holds"
-        )
-        return
-    try:
-        entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
-    except OSError as exc:
-        conflicts.append(f"{lp.label}: cannot read {src_dir}: {exc.strerror}")
+    unreadable = f"{lp.label}: {src_dir} is not readable by this user (uid {os.getuid()}); init moves what it holds"
+    entries = _entries(src_dir, conflicts, unreadable, f"{lp.label}: cannot read {src_dir}")
+    if entries is None:
         return
     if entries:
         writes[src_dir] = ""  # each entry is removed here once it is on the share
@@ -392,16 +385,25 @@ def plan_unlink(declared: list[Declared], share: str) -> Plan:
     return plan
 
 
+def _entries(directory: str, conflicts: list[str], unreadable: str, cannot_read: str) -> list[os.DirEntry] | None:
+    """The entries of `directory` by name; None, with a conflict, where this user cannot list it."""
+    # Listing needs r, and looking at (or moving) the entries x: access(2) asks for both, for this
+    # user's uid and groups.
+    if not os.access(directory, os.R_OK | os.X_OK):
+        conflicts.append(unreadable)
+        return None
+    try:
+        return sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        conflicts.append(f"{cannot_read}: {exc.strerror}")
+        return None
+
+
 def _walk_share(lp: LinkPlan, directory: str, conflicts: list[str]) -> None:
     """Check every entry unlink copies back, so that a copy never stops halfway on one it cannot read."""
-    # Listing needs r, and looking at the entries x: access(2) asks for both, for this user's uid and groups.
-    if not os.access(directory, os.R_OK | os.X_OK):
-        conflicts.append(_unreadable(lp, directory))
-        return
-    try:
-        entries = sorted(os.scandir(directory), key=lambda e: e.name)
-    except OSError as exc:
-        conflicts.append(f"{lp.label}: cannot read {directory} on the share: {exc.strerror}")
+    cannot_read = f"{lp.label}: cannot read {directory} on the share"
+    entries = _entries(directory, conflicts, _unreadable(lp, directory), cannot_read)
+    if entries is None:
         return
     for entry in entries:
         if entry.is_symlink():
