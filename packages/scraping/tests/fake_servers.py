@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import json
+import ssl
 import threading
 import time
 from collections import defaultdict, deque
@@ -84,7 +85,9 @@ class Fault:
 
 
 class FakeServer:
-    def __init__(self) -> None:
+    """`tls`: a server-side ssl.SSLContext, to serve https (the tests' own CA signs its certificate)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.series: dict[str, FakeSeries] = {}
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)  # series id or "treasury" -> next answers
         self.requests: list[Request] = []
@@ -95,12 +98,15 @@ class FakeServer:
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def __enter__(self) -> FakeServer:
         self._thread.start()

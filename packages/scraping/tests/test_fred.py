@@ -9,12 +9,14 @@ import math
 import random
 import shutil
 import socket
+import ssl
 import threading
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+import trustme
 from fake_servers import VALID_KEY, FakeServer, Fault, monthly
 from scraping import StoreError, load_config, run
 from scraping._config import HttpSettings
@@ -623,6 +625,30 @@ def test_connection_refused_is_retried_then_reported(tmp_path, project, monkeypa
         == "failed: FRED series GDP: request failed (ConnectError) (gave up after 2 attempts)"
     )
     assert report.requests == 2
+
+
+def test_https_answers_are_verified_against_the_trust_store_httpx_uses(tmp_path, project, monkeypatch):
+    """TLS is set up only at the first https request, as httpx's default would set it up: a
+    certificate from an unknown CA fails the series; trusted through SSL_CERT_FILE, it is stored."""
+    ca = trustme.CA()
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(tls)
+    with FakeServer(tls=tls) as fake:
+        fake.add(monthly("GDP"))
+        monkeypatch.setenv("FRED_API_KEY", VALID_KEY)
+        monkeypatch.setenv("FRED_API_BASE_URL", f"{fake.url}/fred")
+
+        untrusted = fresh_run(tmp_path, series=("GDP",), retries=0)
+        ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+        trusted = fresh_run(tmp_path, series=("GDP",))
+
+    assert fake.url.startswith("https://")
+    assert untrusted.results[0].describe() == (
+        "failed: FRED series GDP: request failed (ConnectError) (gave up after 1 attempt)"
+    )
+    assert trusted.results[0].describe() == "updated (+24 rows)"
+    assert stored(project, "fred/GDP").shape == (24, 2)
 
 
 # The three forms of HTTP date that a recipient must accept (RFC 9110, 5.6.7); asctime's has no zone.
