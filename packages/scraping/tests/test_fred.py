@@ -23,6 +23,7 @@ from scraping._config import HttpSettings
 from scraping._errors import Stopped
 from scraping._http import Fetcher
 from scraping._run import _ReadAhead
+from storage_links.testing import opened_paths
 from support import manifest, snapshot, stored, write_config
 
 
@@ -56,6 +57,15 @@ def test_first_run_stores_every_series_with_its_metadata(tmp_path, project, serv
     assert entry["file"] == "fred/UNRATE.parquet" and entry["columns"] == ["value"]
     digest = hashlib.sha256((project / "fred/UNRATE.parquet").read_bytes()).hexdigest()
     assert entry["content_hash"] == f"sha256:{digest}"
+
+
+def test_a_run_syncs_the_directory_it_wrote_into_once_before_writing_the_manifest(tmp_path, project, server):
+    with opened_paths() as opened:
+        fresh_run(tmp_path)
+    fred = str(project / "fred")
+    manifest_writes = [i for i, path in enumerate(opened) if Path(path).name.startswith(".manifest.json.tmp")]
+    assert opened.count(fred) == 1  # three series written into it
+    assert manifest_writes and opened.index(fred) < manifest_writes[0]
 
 
 def test_rerun_with_nothing_new_makes_one_request_per_series_and_rewrites_nothing(tmp_path, project, server):

@@ -17,9 +17,11 @@ from storage_links import (
     atomic_path,
     atomic_write,
     configure_logging,
+    fsync_directory,
     run_id,
     stop_on_signals,
 )
+from storage_links.testing import opened_paths
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -28,6 +30,19 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
     atomic_write(target, b"two")
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
+
+
+def test_writes_that_leave_their_directory_unsynced_share_one_fsync_directory(tmp_path):
+    """A directory is opened only to be synced: once for a batch of writes, once a write by default."""
+    with opened_paths() as opened:
+        for name in "abc":
+            atomic_write(tmp_path / name, name, sync_directory=False)
+        batch = opened.count(str(tmp_path))
+        fsync_directory(tmp_path)
+        synced = opened.count(str(tmp_path))
+        atomic_write(tmp_path / "d", "d")
+    assert (batch, synced, opened.count(str(tmp_path))) == (0, 1, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "d"]
 
 
 def test_failed_write_keeps_the_old_file(tmp_path):

@@ -8,11 +8,12 @@ A series is held as a pyarrow Table, as it is read from and written to its file:
 is read into one and stored without pandas (whose per-frame overhead was most of the time a
 short series took); pandas sorts and merges only where rows need it.
 
-Each atomic write waits on two fsyncs (the file, then its directory): one after the other they
-cost more than fetching a series from a fast server, while concurrent ones share the file
-system's journal commits (50 files on this project's disk, shared with other work at the time:
-~30 ms from 4 threads, ~300 ms from one). So writes go to a few writer threads, and an entry joins the manifest's view
-only once its file has landed (`landed`).
+Each atomic write waits on its file's fsync: one after the other they cost more than fetching a
+series from a fast server, while concurrent ones share the file system's journal commits (50
+files on this project's disk, shared with other work at the time: ~30 ms from 4 threads, ~300 ms
+from one). So writes go to a few writer threads, and an entry joins the manifest's view only once
+its file has landed (`landed`). The directories written into are synced once, before the
+manifest that records their files is written, not once a file.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from storage_links import atomic_write
+from storage_links import atomic_write, fsync_directory
 
 from scraping._errors import StoreError
 
@@ -109,6 +110,7 @@ class Store:
         self._writer: ThreadPoolExecutor | None = None
         self._in_flight: dict[str, tuple[Future, Path, dict]] = {}  # key -> (write, file, entry once landed)
         self._removed: list[str] = []  # files of removed entries, deleted once the manifest no longer lists them
+        self._unsynced: set[Path] = set()  # directories whose new files' renames are not yet durable
 
     def _load(self) -> dict[str, dict]:
         try:
@@ -202,7 +204,8 @@ class Store:
             return False
         if self._writer is None:
             self._writer = ThreadPoolExecutor(WRITERS, thread_name_prefix="scraping-store")
-        self._in_flight[key] = (self._writer.submit(atomic_write, path, data), path, entry)
+        self._in_flight[key] = (self._writer.submit(atomic_write, path, data, sync_directory=False), path, entry)
+        self._unsynced.add(path.parent)
         return True
 
     def landed(self, key: str, *, wait: bool) -> bool:
@@ -243,6 +246,9 @@ class Store:
         if self._writer is not None:
             self._writer.shutdown()
             self._writer = None
+        for directory in self._unsynced:
+            fsync_directory(directory)
+        self._unsynced.clear()
         changed = json.dumps(self._series, sort_keys=True) != self._original
         if changed:
             text = json.dumps({"format": MANIFEST_FORMAT, "series": self._series}, indent=2, sort_keys=True) + "\n"

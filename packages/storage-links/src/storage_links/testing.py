@@ -7,7 +7,11 @@ without restating any path.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT_PYPROJECT = """\
@@ -32,3 +36,31 @@ def scaffold_project(root: Path, package_dirs: list[Path]) -> Path:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(package_dir / "pyproject.toml", dest / "pyproject.toml")
     return root
+
+
+# The lists of the opened_paths blocks under way. An audit hook cannot be removed, so one is added
+# the first time and records only while a block is open.
+_recordings: list[list[str]] = []
+_hooked = False
+
+
+def _record_open(event: str, args: tuple) -> None:
+    if event == "open" and _recordings and isinstance(args[0], str | bytes | os.PathLike):
+        for paths in _recordings:
+            paths.append(os.fsdecode(args[0]))
+
+
+@contextlib.contextmanager
+def opened_paths() -> Iterator[list[str]]:
+    """Every path that this process opens inside the block (open(), os.open, from any thread), in
+    order, as Python's "open" audit event reports it: what a write touched, with nothing patched."""
+    global _hooked
+    if not _hooked:
+        sys.addaudithook(_record_open)
+        _hooked = True
+    paths: list[str] = []
+    _recordings.append(paths)
+    try:
+        yield paths
+    finally:
+        _recordings.remove(paths)
