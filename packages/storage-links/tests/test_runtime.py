@@ -6,8 +6,10 @@ import io
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 from storage_links import (
@@ -258,3 +260,56 @@ def test_read_settings_takes_the_option_then_the_variable_then_the_packaged_file
     with pytest.raises(SettingsError, match=rf"^{option}: invalid TOML"):
         option.write_text("[stage\n")
         read_settings(option, "STAGE_CONFIG", lambda: packaged, env)
+
+
+def _settings_error_in_time(pipe, *args) -> str:
+    """The SettingsError read_settings(*args) raises, read in a thread so that a read waiting for a
+    writer on `pipe` fails the test rather than hanging the suite; the pipe is then given a writer,
+    which ends that read."""
+    from storage_links import SettingsError, read_settings
+
+    raised = []
+
+    def read():
+        try:
+            read_settings(*args)
+        except SettingsError as exc:
+            raised.append(str(exc))
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():
+        os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))  # the blocked reader counts as one, so this opens
+        thread.join(5)
+        pytest.fail(f"read_settings waited for a writer on {pipe}")
+    assert raised, "read_settings raised no SettingsError"
+    return raised[0]
+
+
+@pytest.mark.parametrize("by_variable", [False, True])
+def test_read_settings_refuses_a_named_pipe_at_once(tmp_path, by_variable):
+    pipe = tmp_path / "settings.toml"
+    os.mkfifo(pipe)
+    packaged = tmp_path / "packaged.toml"
+    args = (
+        (None, "STAGE_CONFIG", lambda: packaged, {"STAGE_CONFIG": str(pipe)})
+        if by_variable
+        else (pipe, "STAGE_CONFIG", lambda: packaged, {})
+    )
+    where = " (from STAGE_CONFIG)" if by_variable else ""
+    assert _settings_error_in_time(pipe, *args) == f"{pipe}{where}: is a named pipe, not a regular file"
+
+
+def test_read_settings_refuses_a_device_and_a_socket(tmp_path):
+    from storage_links import SettingsError, read_settings
+
+    with pytest.raises(
+        SettingsError, match=r"^/dev/null \(from STAGE_CONFIG\): is a character device, not a regular file$"
+    ):
+        read_settings(None, "STAGE_CONFIG", lambda: tmp_path / "packaged.toml", {"STAGE_CONFIG": "/dev/null"})
+    path = tmp_path / "settings.sock"
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+        with pytest.raises(SettingsError, match=rf"^{path}: is a socket, not a regular file$"):
+            read_settings(path, "STAGE_CONFIG", lambda: tmp_path / "packaged.toml", {})
