@@ -359,6 +359,42 @@ def test_corrupt_and_foreign_checkpoints_are_ignored_with_a_warning_and_fitted_a
     assert not (root / "pwned").exists()
 
 
+def test_a_series_run_removes_its_own_checkpoints_only_and_the_next_full_run_takes_the_others(
+    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+):
+    """A stopped full run's checkpoints of the series a --series run did not run are for the next full
+    run, which would otherwise fit those again. A full run removes every entry, foreign ones too, but
+    only the cache's own regular files: a symlink (and what it points to) and other files stay."""
+    from modelling import _checkpoint
+
+    store("fred/A", make_monthly(40, seed=1), "M")
+    store("fred/B", make_monthly(40, seed=2), "M")
+    config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
+    with stop_after_checkpoints(2):
+        assert model("stopped", monkeypatch, "--config", config) == 130
+    checkpoints = root / "packages" / "modelling" / "cache" / "checkpoints"
+    a, b, gone = (_checkpoint.entry_path(checkpoints, name) for name in ("fred/A", "fred/B", "fred/GONE"))
+    assert a.exists() and b.exists()
+    gone.write_text("{}")
+    notes, link, target = checkpoints / "notes.json", checkpoints / ("0" * 24 + ".json"), tmp_path / "elsewhere.json"
+    notes.write_text("not the cache's")
+    target.write_text("{}")
+    link.symlink_to(target)
+
+    assert model("r1", monkeypatch, "--config", config, "--series", "fred/A") == EXIT_OK
+    assert not a.exists() and b.exists() and gone.exists()
+    fitted = count_fits(monkeypatch)
+    capsys.readouterr()
+
+    assert model("r2", monkeypatch, "--config", config) == EXIT_OK
+
+    assert fitted == []  # fred/A reused from r1, fred/B taken from its checkpoint
+    err = capsys.readouterr().err
+    assert "2 series: 0 to fit, 1 unchanged (reused from run r1), 1 finished by a stopped run" in err
+    assert not b.exists() and not gone.exists()
+    assert notes.exists() and link.is_symlink() and target.exists()
+
+
 def test_sigterm_to_the_whole_process_group_ends_the_workers_too(many_quick, predictions):
     # A stop of the whole group (systemd's, a killed `make run`'s) reaches the workers too, and the
     # stage twice: make relays the SIGTERM it got to its children.

@@ -9,10 +9,11 @@ checkpointed; the resumed run calibrates the pool as the uninterrupted run would
 An entry holds its key, everything that decides the outcome: the series' name, frequency and
 values (their fingerprint), the config's fingerprint (which covers CONFIG_VERSION) and the versions
 of this package and the libraries the fits run on. A lookup whose key differs finds nothing. One file
-per series (its name hashes the series name), replaced by each new outcome, and every entry is
-removed once a run completes: its results then live in predictions/, where the next run reuses
-them. JSON, never pickle: a file that does not parse into a well-formed entry is ignored with a
-warning naming it, and the series is fitted and its entry written over.
+per series (its name hashes the series name), replaced by each new outcome, and removed once a run
+that ran the series completes: its results then live in predictions/, where the next run reuses
+them (a full run removes every entry, a --series run those of its own series only). JSON, never
+pickle: a file that does not parse into a well-formed entry is ignored with a warning naming it,
+and the series is fitted and its entry written over.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import functools
 import hashlib
 import json
 import logging
+import os
+import re
+import stat
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+NAME = re.compile(r"[0-9a-f]{24}\.json")  # entry_path's names: nothing else in the directory is removed
 # The outcome's frames, their columns and types: one series' rows of the run's files, less "series".
 COLUMNS = {
     name: {column: kind for column, kind in SCHEMA[name].items() if column != "series"}
@@ -132,7 +138,27 @@ def store(directory: Path, key: Key, outcome: Outcome) -> None:
     atomic_write(entry_path(directory, outcome.name), json.dumps(entry) + "\n")
 
 
-def clear(directory: Path) -> None:
-    """Remove every entry: called once a run is complete, whose predictions now hold what they held."""
-    for path in directory.glob("*.json"):
-        path.unlink(missing_ok=True)
+def clear(directory: Path, series: Iterable[str] | None = None) -> None:
+    """Remove the entries of `series`, or every entry if None: called once a run is complete, whose
+    predictions now hold what they held. A --series run names the series it ran: the others' entries
+    may be a stopped full run's, which the next full run takes instead of fitting them again.
+
+    Only regular files named as entry_path names them are removed: a symlink (never followed), a
+    directory or any other file is left alone. An entry that vanishes first is no matter.
+    """
+    if series is None:
+        try:
+            names = os.listdir(directory)
+        except FileNotFoundError:
+            return
+    else:
+        names = [entry_path(directory, name).name for name in series]
+    for name in names:
+        path = directory / name
+        if not NAME.fullmatch(name):
+            continue
+        try:
+            if stat.S_ISREG(path.lstat().st_mode):
+                path.unlink()
+        except FileNotFoundError:
+            continue

@@ -108,6 +108,7 @@ def _run(
         log.warning("%s: %s", name, reason)
     inputs = {p.ref.key: p.ref.content_hash for p in planned}
     fingerprints = {p.ref.name: p.fingerprint for p in planned}
+    carried: set[str] = set()
     if only:  # the others are carried over from the previous run as they were, fingerprints and all
         carried = {p.ref.name for p in planned if p.ref.name not in only and p.ref.key not in only}
         fingerprints |= {name: previous["fingerprints"][name] for name in carried}
@@ -204,7 +205,8 @@ def _run(
     _write(run_dir, frames, meta)
     atomic_write(predictions / LATEST, run_id + "\n")
     try:  # the run is complete: what the checkpoints held is in it, for the next run to reuse
-        _checkpoint.clear(checkpoints)
+        # A --series run's own series only: the others' may be a stopped full run's, for the next full run.
+        _checkpoint.clear(checkpoints, set(by_name) - carried if only else None)
     except OSError as exc:
         log.warning("%s: cannot remove the checkpoints: %s", checkpoints, exc)
     # Only once complete: a new config that fails or is stopped has not replaced the old one, whose
