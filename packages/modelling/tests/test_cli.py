@@ -490,7 +490,6 @@ def test_a_completed_run_removes_the_cache_entries_of_another_config_or_of_a_ser
 ):
     """A stopped or failed run removes none (the config it tried may be given up), a --series run keeps
     the other series' entries, and nothing but this cache's own regular files is touched."""
-    from modelling import _cache
     from modelling._config import load_config
 
     store("fred/A", make_monthly(40, seed=1), "M")
@@ -501,19 +500,13 @@ def test_a_completed_run_removes_the_cache_entries_of_another_config_or_of_a_ser
     config = stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]', folds="0")
     current = load_config(Path(config)).fingerprint()
     cache = root / "packages" / "modelling" / "cache" / "sarima_params"
-    cache.mkdir(parents=True, exist_ok=True)
-
-    def plant(series: str, config_fp: str = current) -> Path:
-        path = _cache.entry_path(cache, series, config_fp)
-        path.write_text(json.dumps({"series": series, "config": config_fp}))
-        return path
-
-    kept = [plant("fred/A"), plant("fred/B"), plant("fred/C:close"), cache / "notes.json"]
+    kept = [plant(cache, "fred/A", current), plant(cache, "fred/B", current), plant(cache, "fred/C:close", current),
+            cache / "notes.json"]  # fmt: skip
     kept[-1].write_text("not the cache's")
     target = tmp_path / "elsewhere.json"
     target.write_text("{}")
     (cache / ("0" * 24 + ".json")).symlink_to(target)
-    stale = [plant("fred/A", "another config"), plant("fred/GONE")]
+    stale = [plant(cache, "fred/A", "another config"), plant(cache, "fred/GONE", current)]
 
     with stop_after_checkpoints(1):
         assert model("stopped", monkeypatch, "--config", config) == 130
@@ -526,9 +519,50 @@ def test_a_completed_run_removes_the_cache_entries_of_another_config_or_of_a_ser
     assert (cache / ("0" * 24 + ".json")).is_symlink() and target.exists()
 
     store("fred/A", make_monthly(41, seed=1), "M")
-    stale = [plant("fred/GONE")]
+    stale = [plant(cache, "fred/GONE", current)]
     assert model("r2", monkeypatch, "--config", config, "--series", "fred/A") == EXIT_SERIES_FAILED
     assert all(path.exists() for path in kept) and not any(path.exists() for path in stale)
+
+
+def plant(cache: Path, series: str, config_fp: str) -> Path:
+    """A sarima_params entry of `series` under `config_fp`, as prune tells them apart (by name)."""
+    from modelling import _cache
+
+    cache.mkdir(parents=True, exist_ok=True)
+    path = _cache.entry_path(cache, series, config_fp)
+    path.write_text(json.dumps({"series": series, "config": config_fp}))
+    return path
+
+
+def test_a_run_with_nothing_new_removes_the_cache_entries_of_another_config_too(
+    store, make_monthly, root, scraped, tmp_path, predictions, monkeypatch, capsys
+):
+    """LATEST's run stands for it, complete under this config and manifest: a stopped run under another
+    config, then this one again, left that config's entries, which no later run found anything new to
+    remove. Either check that finds nothing new prunes; a --series run still keeps the others', and a dry
+    run removes nothing."""
+    from modelling._config import load_config
+
+    store("fred/A", make_monthly(40, seed=1), "M")
+    store("fred/B", make_monthly(40, seed=2), "M")
+    config = stage_config(tmp_path, "naive.toml", models='["seasonal_naive"]', folds="0")
+    current = load_config(Path(config)).fingerprint()
+    cache = root / "packages" / "modelling" / "cache" / "sarima_params"
+    assert model("r1", monkeypatch, "--config", config) == EXIT_OK
+    kept = [plant(cache, "fred/A", current), plant(cache, "fred/B", current)]
+    manifest = scraped / "manifest.json"
+
+    for run_id, args in (("r2", ()), ("r3", ()), ("r4", ("--series", "fred/A"))):
+        if run_id == "r3":  # other bytes, same series: nothing new found after planning, not from the bytes
+            manifest.write_text(json.dumps(json.loads(manifest.read_text()), indent=4))
+        stale = [plant(cache, "fred/A", "another config"), plant(cache, "fred/GONE", current)]
+        assert model(run_id, monkeypatch, "--config", config, "--dry-run", *args) == EXIT_OK
+        assert all(path.exists() for path in kept + stale), run_id
+        capsys.readouterr()
+        assert model(run_id, monkeypatch, "--config", config, *args) == EXIT_OK
+        assert "nothing new since run r1" in capsys.readouterr().err, run_id
+        assert all(path.exists() for path in kept) and not any(path.exists() for path in stale), run_id
+    assert runs(predictions) == ["r1"]
 
 
 def test_a_stale_cache_entry_that_vanishes_or_cannot_be_removed_is_no_failure(tmp_path, monkeypatch, caplog):

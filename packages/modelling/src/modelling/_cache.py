@@ -10,9 +10,10 @@ It also records the model each backtest fold's search chose, by training length,
 training values: a fold whose training values are unchanged (a run resumed after a stop, or a series
 whose newest value alone was revised) reuses it as it is, which forecasts exactly what the search
 would have, and the other folds are searched. An entry written before folds were recorded has none.
-Once a run completes, the entries no run under its config and manifest can find are removed
-(prune): those of another config, and those of a series the manifest no longer lists. Without this
-the cache grew by one file per series with every config change, for ever, on a long-lived share.
+Once a run completes, or finds nothing new, the entries no run under its config and manifest can
+find are removed (prune): those of another config, and those of a series the manifest no longer
+lists. Without this the cache grew by one file per series with every config change, for ever, on a
+long-lived share.
 JSON, never pickle: a foreign file is data to check, not code to run. Anything that does not parse
 into a well-formed entry (a choice the search could have made for this season length, with one
 parameter per coefficient) is ignored with a warning naming the file; the full search that follows
@@ -29,13 +30,18 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
 from storage_links import atomic_write
 
 from modelling._inputs import fingerprint
-from modelling._sarima import Choice
+
+# numpy and _sarima (statsmodels, about a second) are imported where an entry is read or written: a
+# run with nothing new prunes the cache without them.
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from modelling._sarima import Choice
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +90,8 @@ def lookup(
 
 
 def _choice(data: dict, season_length: int) -> Choice:
+    from modelling._sarima import Choice
+
     choice = Choice.from_json(data)
     if choice.seasonal_order[3] not in (0, season_length):
         raise ValueError(f"seasonal period {choice.seasonal_order[3]} for a season of {season_length}")
@@ -95,6 +103,8 @@ def store(
     folds: dict[int, dict] | None = None,
 ) -> None:  # fmt: skip
     """Write the entry for `series`: its final `choice` and the `folds`' choices by training length."""
+    import numpy as np
+
     entry = {
         "format": FORMAT,
         "series": series_name,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from storage_links import ContractError, Progress, atomic_path, atomic_write, data_dir, links, run_lock
 from threadpoolctl import threadpool_limits
 
+from modelling import _cache
 from modelling._config import SEASON_LENGTH, Config
 from modelling._errors import ConfigError, InputError, OutputError, SeriesError, WorkerDied
 from modelling._inputs import MANIFEST, SeriesRef, fingerprint, inputs_digest, read_manifest, read_series
@@ -88,6 +89,15 @@ def _run(
         _check_named(scraped, only, {r.name for r in refs} | {r.key for r in refs} | set(failed))
     config_fp = config.fingerprint()
     previous = _previous_run(predictions)
+
+    def nothing_new() -> Report:
+        log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
+        # LATEST's run stands for this one, complete under this config and manifest: the cache is pruned
+        # as that run's completion pruned it (a run stopped since, under another config, left entries).
+        if not dry_run:
+            _cache.prune(_cache_dir("sarima_params"), config_fp, listed, unread_keys)
+        return Report(None, nothing_new=True)
+
     if only:
         refs, failed = _select(refs, failed, only, previous, config_fp)
     digest = inputs_digest(scraped, refs)
@@ -95,8 +105,7 @@ def _run(
     # so it is skipped (it reads every series with pandas, most of a nothing-new run's time).
     if not only and previous and previous.get("inputs_digest") == digest \
             and previous.get("config_fingerprint") == config_fp and not previous.get("fit_failed"):  # fmt: skip
-        log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
-        return Report(None, nothing_new=True)
+        return nothing_new()
 
     planned = []
     for ref in refs:
@@ -116,8 +125,7 @@ def _run(
     labels = {p.ref.name: asdict(p.ref.label) for p in planned}  # a retitled series is news for the report
     if previous and previous.get("config_fingerprint") == config_fp and previous.get("fingerprints") == fingerprints \
             and previous.get("failed") == failed and previous.get("labels") == labels:  # fmt: skip
-        log.info("nothing new since run %s: no fits, no new run", previous["run_id"])
-        return Report(None, nothing_new=True)
+        return nothing_new()
     if not planned:
         raise InputError(f"{scraped}: no series could be read; nothing modelled")
     frequency = {p.ref.name: p.ref.frequency for p in planned}
@@ -143,9 +151,6 @@ def _run(
     run_dir = predictions / run_id
     if run_dir.exists():
         raise OutputError(f"{run_dir}: run directory already exists; refusing to overwrite it")
-    # Imported here: statsmodels costs about a second to import, which a run with nothing new skips.
-    from modelling import _cache
-
     by_name = {p.ref.name: p for p in planned}
 
     def cache_fit(outcome: Outcome) -> None:
@@ -291,7 +296,6 @@ def future_dates(last: pd.Timestamp, frequency: str, horizon: int) -> pd.Datetim
 
 
 def _task(planned: Planned, config: Config, cache_dir: Path, config_fp: str) -> Task:
-    from modelling import _cache
     from modelling._fit import Task
 
     ref = planned.ref
