@@ -306,17 +306,25 @@ def test_a_run_resumed_after_a_stop_fits_only_the_series_not_finished_and_writes
     assert not list((cache / "checkpoints").iterdir())
 
 
-@pytest.mark.parametrize("change", ["nothing", "values", "config", "code"])
-def test_a_checkpoint_is_used_only_for_the_values_config_and_code_it_was_written_under(
-    store, make_monthly, root, tmp_path, predictions, monkeypatch, change
-):
-    from modelling import _checkpoint
-
+@pytest.fixture
+def stopped_with_two_checkpoints(store, make_monthly, tmp_path, monkeypatch) -> str:
+    """fred/A and fred/B stored, and a run of the quick config stopped once both were checkpointed
+    (exit 130, no run written): that config."""
     store("fred/A", make_monthly(40, seed=1), "M")
     store("fred/B", make_monthly(40, seed=2), "M")
     config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
-    with stop_after_checkpoints(2):  # both finished, the run not written
+    with stop_after_checkpoints(2):
         assert model("stopped", monkeypatch, "--config", config) == 130
+    return config
+
+
+@pytest.mark.parametrize("change", ["nothing", "values", "config", "code"])
+def test_a_checkpoint_is_used_only_for_the_values_config_and_code_it_was_written_under(
+    stopped_with_two_checkpoints, store, make_monthly, root, tmp_path, predictions, monkeypatch, change
+):
+    from modelling import _checkpoint
+
+    config = stopped_with_two_checkpoints
     if change == "values":
         store("fred/B", make_monthly(41, seed=2), "M")  # one more month
     elif change == "config":
@@ -332,13 +340,9 @@ def test_a_checkpoint_is_used_only_for_the_values_config_and_code_it_was_written
 
 
 def test_corrupt_and_foreign_checkpoints_are_ignored_with_a_warning_and_fitted_again(
-    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+    stopped_with_two_checkpoints, root, predictions, monkeypatch, capsys
 ):
-    store("fred/A", make_monthly(40, seed=1), "M")
-    store("fred/B", make_monthly(40, seed=2), "M")
-    config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
-    with stop_after_checkpoints(2):
-        assert model("stopped", monkeypatch, "--config", config) == 130
+    config = stopped_with_two_checkpoints
     from modelling import _checkpoint
 
     checkpoints = root / "packages" / "modelling" / "cache" / "checkpoints"
@@ -360,18 +364,14 @@ def test_corrupt_and_foreign_checkpoints_are_ignored_with_a_warning_and_fitted_a
 
 
 def test_a_series_run_removes_its_own_checkpoints_only_and_the_next_full_run_takes_the_others(
-    store, make_monthly, root, tmp_path, predictions, monkeypatch, capsys
+    stopped_with_two_checkpoints, root, tmp_path, predictions, monkeypatch, capsys
 ):
     """A stopped full run's checkpoints of the series a --series run did not run are for the next full
     run, which would otherwise fit those again. A full run removes every entry, foreign ones too, but
     only the cache's own regular files: a symlink (and what it points to) and other files stay."""
     from modelling import _checkpoint
 
-    store("fred/A", make_monthly(40, seed=1), "M")
-    store("fred/B", make_monthly(40, seed=2), "M")
-    config = stage_config(tmp_path, "quick.toml", models='["theta", "seasonal_naive"]')
-    with stop_after_checkpoints(2):
-        assert model("stopped", monkeypatch, "--config", config) == 130
+    config = stopped_with_two_checkpoints
     checkpoints = root / "packages" / "modelling" / "cache" / "checkpoints"
     a, b, gone = (_checkpoint.entry_path(checkpoints, name) for name in ("fred/A", "fred/B", "fred/GONE"))
     assert a.exists() and b.exists()
