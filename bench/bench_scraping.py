@@ -42,6 +42,9 @@ from storage_links.testing import scaffold_project  # noqa: E402
 
 SERIES = 50
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+# Loopback rounds take under a second and vary most with the machine's load (a round's ratio moves
+# by +-0.2 here): enough of them that the median moves by a few hundredths between runs.
+LOOPBACK_ROUNDS = 7 * ROUNDS
 PACKAGE = HERE.parent / "packages" / "scraping"
 
 
@@ -250,6 +253,12 @@ def measure(server: ServerProcess, base: Path, ids: list[str], fmt: str, rounds:
     }
 
 
+def _quartiles(values: list[float]) -> str:
+    """The first and third quartiles of `values`, as "q1-q3"."""
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return f"{q1:.2f}-{q3:.2f}"
+
+
 def _timeline(began: float, ended: float, requests: list[tuple[str, dict[str, str], float]]) -> tuple[float, ...]:
     """Seconds from `began` to the first request's arrival at the server, from the first arrival to
     the last, and from the last to `ended` (its answer read, parsed and stored)."""
@@ -274,8 +283,7 @@ def main() -> None:
                 server.set_latency(latency)
                 for fmt in ("xml", "json"):
                     name = f"{fmt}, latency {latency * 1000:g} ms"
-                    # Loopback rounds take under a second and vary most with the machine's load: more of them.
-                    results[name] = measure(server, base, ids, fmt, ROUNDS if latency else 3 * ROUNDS)
+                    results[name] = measure(server, base, ids, fmt, ROUNDS if latency else LOOPBACK_ROUNDS)
                     print(name, results[name], file=sys.stderr)
     finally:
         server.close()
@@ -288,8 +296,9 @@ def main() -> None:
         f"{SERIES} FRED series (40 monthly x 600 obs, 10 business-daily x ~5200 obs) from the loopback fake server",
         "(packages/scraping/tests/fake_servers.py), rate limiter off. Stage = `scraping.run()` in-process (fetch,",
         "parse, Parquet, manifest) into a fresh root; bare = the same URLs with one `httpx.Client`, bodies read.",
-        f"Paired and interleaved, {ROUNDS} rounds ({3 * ROUNDS} on bare loopback) after one untimed run of each;",
-        "ratio = median of per-round stage/bare. 'latency' is a delay the server adds to every answer, a stand-in",
+        f"Paired and interleaved, {ROUNDS} rounds ({LOOPBACK_ROUNDS} on bare loopback) after one untimed run of each;",
+        "ratio = median of per-round stage/bare (in brackets: the middle half of the rounds' ratios, which shows",
+        "the machine's noise). 'latency' is a delay the server adds to every answer, a stand-in",
         "for a real network (FRED answers in ~100-300 ms). The server runs in a child process, as a real one runs",
         "elsewhere; the machine's 2 CPUs are shared by it, the client being measured, and whatever else runs.",
         "",
@@ -301,7 +310,8 @@ def main() -> None:
     for name, r in results.items():
         lines.append(
             f"| {name} | {r['stage_s_median']} | {r['bare_httpx_s_median']} | "
-            f"{(r['stage_s_median'] - r['bare_httpx_s_median']) / SERIES * 1000:.0f} | {r['ratio_median']} | "
+            f"{(r['stage_s_median'] - r['bare_httpx_s_median']) / SERIES * 1000:.0f} | {r['ratio_median']} "
+            f"({_quartiles(r['ratios'])}) | "
             f"{r['stage_cpu_s_median'] * 1000:.0f} | {r['bare_httpx_cpu_s_median'] * 1000:.0f} | "
             f"{r['rerun_requests_per_series']:g} | {r['rerun_files_rewritten']} |"
         )
