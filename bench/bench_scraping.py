@@ -254,7 +254,9 @@ def measure(server: ServerProcess, base: Path, ids: list[str], fmt: str, rounds:
 
 
 def _quartiles(values: list[float]) -> str:
-    """The first and third quartiles of `values`, as "q1-q3"."""
+    """The first and third quartiles of `values`, as "q1-q3" ("-" for a single round)."""
+    if len(values) < 2:
+        return "-"
     q1, _, q3 = statistics.quantiles(values, n=4)
     return f"{q1:.2f}-{q3:.2f}"
 
