@@ -321,6 +321,12 @@ OTHER_LAYOUTS = {
     "white space before />": fred_layout(ROWS).replace('"/>', '" />'),
     "CRLF line ends": fred_layout(ROWS).replace("\n", "\r\n"),
     "a tab for the indent": fred_layout(ROWS).replace("\n  <", "\n\t<"),
+    "a realtime period that differs on one line": fred_layout(ROWS).replace(
+        'realtime_end="2026-11-23" date="2020-02-01"', 'realtime_end="2026-11-24" date="2020-02-01"'
+    ),
+    "a document type declaration": fred_layout(ROWS).replace("?>\n", "?>\n<!DOCTYPE observations>\n"),
+    "an observation over two lines": fred_layout(ROWS).replace('" value="1.5"', '"\n    value="1.5"'),
+    "a comment at the end of a line": fred_layout(ROWS).replace('value="."/>', 'value="."/><!-- revised -->'),
 }
 
 
@@ -341,16 +347,25 @@ BROKEN_LAYOUTS = {
     "a '<' in a value": fred_layout(ROWS).replace('value="1.5"', 'value="1<5"').encode(),
     "not UTF-8": fred_layout(ROWS).replace("2026-11-23", "2026-11-\xe9").encode("latin-1"),
     "text after the root": (fred_layout(ROWS) + "\nmore").encode(),
+    "a quote in a value": fred_layout(ROWS).replace('value="1.5"', 'value="1"5"').encode(),
+    "a form feed after the root": (fred_layout(ROWS) + "\f").encode(),
+}
+
+
+# Valid XML in FRED's layout but for a date or value that expat reads otherwise than as written there.
+ODD_VALUES = {
+    "a date of another length": fred_layout(ROWS).replace('date="2020-02-01"', 'date="2020-2-01"'),
+    "a tab in a value": fred_layout(ROWS).replace('value="1.5"', 'value="1\t5"'),
 }
 
 
 @pytest.mark.parametrize(
-    "layout", [*OTHER_LAYOUTS, *BROKEN_LAYOUTS, "a count the rows do not match", "no observations"]
+    "layout", [*OTHER_LAYOUTS, *BROKEN_LAYOUTS, *ODD_VALUES, "a count the rows do not match", "no observations"]
 )
 def test_any_other_layout_is_left_to_expat(layout):
     from scraping._fred import _fred_layout_observations
 
-    bodies = {name: body.encode() for name, body in OTHER_LAYOUTS.items()} | BROKEN_LAYOUTS
+    bodies = {name: body.encode() for name, body in (OTHER_LAYOUTS | ODD_VALUES).items()} | BROKEN_LAYOUTS
     bodies["a count the rows do not match"] = fred_layout(ROWS, count=4).encode()
     bodies["no observations"] = fred_layout([]).encode()  # expat reads those: nothing to gain
     assert _fred_layout_observations(bodies[layout]) is None

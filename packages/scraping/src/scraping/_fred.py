@@ -32,11 +32,16 @@ from scraping._http import Fetcher
 # FRED's frequency_short -> the pandas-style code in the manifest. FRED's plain "Daily" series are
 # business-daily (no weekend observations); "Daily, 7-Day" ones are calendar-daily.
 _FREQUENCIES = {"D": "B", "W": "W", "M": "M", "Q": "Q", "A": "A"}
-# FRED's XML observation line, `  <observation realtime_start="…" realtime_end="…" date="…" value="…"/>`:
-# its 4 quoted values (8 quotes) and the text around them, each piece with the quotes it touches.
-_LINE_START = b'\n  <observation realtime_start="'
-_BETWEEN_VALUES = (b'" realtime_end="', b'" date="', b'" value="')
+# FRED's XML observation line: `\n  <observation realtime_start="…" realtime_end="…" date="YYYY-MM-DD" value="…"/>`.
+# The realtime period is the request's, the same on every line, so each line's head (up to its date) is too.
+_LINE_HEAD = re.compile(rb'\n  <observation realtime_start="[^"<&\x00-\x1f]*" realtime_end="[^"<&\x00-\x1f]*" date="')
+# After the head, the date and the value's opening: each byte's lowest allowed value and how far above it
+# it may be (a digit, or exactly this byte); uint8 arithmetic wraps what is below the lowest past any span.
+_DATE_THEN_VALUE = b'0000-00-00" value="'
+_DATE_THEN_VALUE_SPAN = bytes([9, 9, 9, 9, 0, 9, 9, 0, 9, 9]) + bytes(9)
 _LINE_END = b'"/>'
+_LINE_END_BYTES = np.frombuffer(_LINE_END, np.uint8)
+_DOCUMENT_END = re.compile(rb"\n</observations>[ \t\r\n]*")  # XML's white space only
 # What expat (under ElementTree too) raises for a document it cannot read: besides its own errors,
 # LookupError for an unknown declared encoding and ValueError for a multi-byte one (shift_jis).
 _XML_ERRORS = (expat.ExpatError, ET.ParseError, LookupError, ValueError)
@@ -169,41 +174,50 @@ def _xml_observations(what: str, body: bytes) -> tuple[pa.Array, pa.Array]:
 def _fred_layout_observations(body: bytes) -> tuple[pa.Array, pa.Array] | None:
     """The observations of an answer laid out exactly as FRED writes it, or None for any other.
 
-    FRED writes one observation a line, always in one form (_LINE_START...). numpy finds the quotes
-    (8 a line), checks the text between them against that form, and the dates and values are cut
-    from between theirs: a fixed number of array operations per answer, none per observation, so
-    a long answer costs little and takes few turns with the fetch thread for the GIL. What it
-    accepts is checked: UTF-8, the root's own count attribute (read by expat) matching the lines,
-    every piece of text between the values, no markup or control bytes but the lines' own, and the
-    document's end.
-    Anything else, entity references included, returns None and is left to expat, which reads
-    every valid form and reports the invalid ones.
+    FRED writes one observation a line, always in one form: a head that is the same on every line
+    (_LINE_HEAD), the date, the value, _LINE_END. numpy finds the line breaks, checks each line's
+    fixed bytes in one pass over a row per line, and cuts the values from between: a fixed number
+    of array operations per answer, none per observation, so a long answer costs little and takes
+    few turns with the fetch thread for the GIL. What it accepts is checked: UTF-8, no document
+    type declaration (which could change how attributes read) and no entity reference, the root's
+    own count attribute (read by expat) matching the lines, every byte of every line but the
+    values', values without markup, quotes or control bytes, and the document's end.
+    Anything else returns None and is left to expat, which reads every valid form and reports the
+    invalid ones.
     """
-    first = body.find(_LINE_START)
-    if b"&" in body or first < 0 or not _is_utf8(body):
+    first = body.find(b"\n  <observation ")
+    head = _LINE_HEAD.match(body, first) if first >= 0 else None
+    end = body.rfind(b"\n</observations>")
+    if head is None or end < first or not _DOCUMENT_END.fullmatch(body, end) or b"&" in body:
+        return None
+    if b"<!" in body[:first] or not (body.isascii() or _is_utf8(body)):
         return None
     count = _declared_count(body[:first])
-    if not count:
-        return None
     raw = np.frombuffer(body, np.uint8)
-    quotes = np.flatnonzero(raw[first:] == ord('"')) + first
-    if len(quotes) != 8 * count or not re.fullmatch(_LINE_END + rb"\n</observations>\s*", body[quotes[-1] :]):
+    starts = np.flatnonzero(raw[first:end] == ord("\n")) + first
+    if not count or len(starts) != count:
         return None
-    quotes = quotes.reshape(count, 8)
-    # Each piece of fixed text: where it starts (a quote, or the line break before the first line),
-    # the text, and the quote it ends with.
-    pieces = [(np.array([first]), _LINE_START, quotes[:1, 0])]
-    pieces += [(quotes[:, i], text, quotes[:, i + 1]) for i, text in zip((1, 3, 5), _BETWEEN_VALUES, strict=True)]
-    pieces.append((quotes[:-1, 7], _LINE_END + _LINE_START, quotes[1:, 0]))
-    for starts, text, ends in pieces:
-        if len(starts) and not ((ends - starts == len(text) - 1).all() and _all_equal(raw, starts, text)):
-            return None
-    # Markup and control bytes only where the lines' own text has them (a '\n' and a '<' each): in a
-    # value, '<' or a control byte makes the XML invalid, and expat reads a tab or line break as a space.
-    lines = raw[first : quotes[-1, -1]]
-    if np.count_nonzero((lines < ord(" ")) | (lines == ord("<"))) != 2 * count:
+    head_length = head.end() - first
+    value_ends = np.append(starts[1:], end) - len(_LINE_END)
+    value_starts = starts + (head_length + len(_DATE_THEN_VALUE))
+    if (value_ends < value_starts).any():  # a line too short to hold its fixed bytes
         return None
-    return _cut(body, quotes[:, 4] + 1, quotes[:, 5]), _cut(body, quotes[:, 6] + 1, quotes[:, 7])
+    # A row per line: its head, its date and the value's opening, against the lowest bytes and spans.
+    low = np.frombuffer(head.group() + _DATE_THEN_VALUE, np.uint8)
+    span = np.frombuffer(bytes(head_length) + _DATE_THEN_VALUE_SPAN, np.uint8)
+    rows = _rows(raw, starts, len(low))
+    if not (((rows - low) <= span).all() and (_rows(raw, value_ends, len(_LINE_END)) == _LINE_END_BYTES).all()):
+        return None
+    values = _cut(raw, value_starts, value_ends)
+    # In a value, '<' or '"' makes the XML invalid (or ends it elsewhere), and expat reads a tab or
+    # line break as a space.
+    characters = np.frombuffer(values.buffers()[2], np.uint8)
+    if np.count_nonzero((characters < ord(" ")) | (characters == ord('"')) | (characters == ord("<"))):
+        return None
+    day = np.ascontiguousarray(rows[:, head_length : head_length + 10])
+    offsets = np.arange(0, 10 * count + 1, 10, np.int32)
+    dates = pa.StringArray.from_buffers(count, pa.py_buffer(offsets), pa.py_buffer(day))
+    return dates, values
 
 
 def _is_utf8(body: bytes) -> bool:
@@ -216,19 +230,18 @@ def _is_utf8(body: bytes) -> bool:
     return True
 
 
-def _all_equal(raw: np.ndarray, starts: np.ndarray, text: bytes) -> bool:
-    """Whether raw[s : s + len(text)] == text for every s in `starts`."""
-    # Every window of len(text) bytes, a view of raw (sliding_window_view's checks cost more than the compare).
-    windows = np.ndarray((len(raw) - len(text) + 1, len(text)), np.uint8, raw, 0, (1, 1))
-    return bool((windows[starts] == np.frombuffer(text, np.uint8)).all())
+def _rows(raw: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """raw[s : s + width] for each s in `starts`, as the rows of one array."""
+    # Every window of `width` bytes, a view of raw (sliding_window_view's checks cost more than the gather).
+    return np.ndarray((len(raw) - width + 1, width), np.uint8, raw, 0, (1, 1))[starts]
 
 
-def _cut(body: bytes, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
-    """body[starts[i]:ends[i]] for each i, as one string array (the body is known to be UTF-8)."""
+def _cut(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> pa.Array:
+    """raw[starts[i]:ends[i]] for each i, as one string array (the bytes are known to be UTF-8)."""
     lengths = ends - starts
     offsets = np.zeros(len(starts) + 1, np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    picked = np.frombuffer(body, np.uint8)[np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)]
+    picked = raw[np.arange(offsets[-1]) + np.repeat(starts - offsets[:-1], lengths)]
     return pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(picked))
 
 
