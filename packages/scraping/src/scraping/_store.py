@@ -19,6 +19,7 @@ manifest that records their files is written, not once a file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -56,17 +57,28 @@ def normalise(table: pa.Table, value_columns: list[str]) -> pa.Table:
     import numpy as np
     import pyarrow as pa
 
-    schema = pa.schema([("date", pa.timestamp("ns")), *((column, pa.float64()) for column in value_columns)])
-    table = table.select(schema.names)
-    if table.schema != schema:
-        table = table.cast(schema)
+    schema = _contract(tuple(value_columns))
+    if not table.schema.equals(schema, check_metadata=True):  # a table read back or built elsewhere
+        table = table.select(schema.names)
+        if table.schema != schema:
+            table = table.cast(schema)
     dates = table.column("date")
     # Answers usually arrive sorted and unique (strictly increasing, which a null never is): that
     # is checked on the raw dates, and pandas sorts and de-duplicates only the others.
-    if dates.null_count or not (np.diff(dates.to_numpy().view(np.int64)) > 0).all():
+    stamps = dates.to_numpy().view(np.int64)
+    if dates.null_count or not (stamps[1:] > stamps[:-1]).all():
         return from_frame(table.to_pandas(), value_columns)
-    # One chunk each: the same rows give the same Parquet bytes however the table was put together.
+    # One chunk each and no metadata: the same rows give the same Parquet bytes however the table was put together.
+    if table.schema.equals(schema, check_metadata=True) and all(column.num_chunks == 1 for column in table.columns):
+        return table
     return pa.Table.from_arrays([column.combine_chunks() for column in table.columns], schema=schema)
+
+
+@functools.cache
+def _contract(value_columns: tuple[str, ...]) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("date", pa.timestamp("ns")), *((column, pa.float64()) for column in value_columns)])
 
 
 def from_frame(frame: pd.DataFrame, value_columns: list[str]) -> pa.Table:
