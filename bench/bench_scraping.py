@@ -376,7 +376,7 @@ def main() -> None:
         "libraries": libraries,
         "load_average": load,
         "rounds": ROUNDS,
-        "loopback_rounds": 3 * ROUNDS,
+        "loopback_rounds": LOOPBACK_ROUNDS,
         "parts_alone_s": {fmt: {part: round(t, 4) for part, t in parts.items()} for fmt, parts in alone.items()},
     }
     record("scraping", {**summary, "results": results}, lines)
