@@ -202,7 +202,6 @@ def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
     backing = smb_server.server_path(share)
     away = backing.with_name(backing.name + "-away")
     first_file = smb_server.server_path(scraped / old[f"fred/{ids[0]}"]["file"])
-    first_hash = hashlib.sha256(first_file.read_bytes()).hexdigest()
 
     def first_file_hash() -> str | None:
         """Its hash, or None while it is being replaced: through smbnetfs a rename over a file is an
@@ -212,6 +211,8 @@ def test_share_vanishing_mid_run_loses_nothing_and_the_next_run_recovers(
         except FileNotFoundError:
             return None
 
+    first_hash = first_file_hash()
+    assert first_hash is not None
     with FredProcess(tmp_path, ids, months=MONTHS + 2, updated=NEW_RELEASE, latency=0.3) as server:
         proc = subprocess.Popen(
             [str(REPO / ".venv" / "bin" / "python"), "-m", "scraping", "run", "--config", str(config)],

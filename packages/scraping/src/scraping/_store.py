@@ -58,7 +58,8 @@ def normalise(table: pa.Table, value_columns: list[str]) -> pa.Table:
     import pyarrow as pa
 
     schema = _contract(tuple(value_columns))
-    if not table.schema.equals(schema, check_metadata=True):  # a table read back or built elsewhere
+    conforming = table.schema.equals(schema, check_metadata=True)  # else read back or built elsewhere
+    if not conforming:
         table = table.select(schema.names)
         if table.schema != schema:
             table = table.cast(schema)
@@ -69,7 +70,7 @@ def normalise(table: pa.Table, value_columns: list[str]) -> pa.Table:
     if dates.null_count or not (stamps[1:] > stamps[:-1]).all():
         return from_frame(table.to_pandas(), value_columns)
     # One chunk each and no metadata: the same rows give the same Parquet bytes however the table was put together.
-    if table.schema.equals(schema, check_metadata=True) and all(column.num_chunks == 1 for column in table.columns):
+    if conforming and all(column.num_chunks == 1 for column in table.columns):
         return table
     return pa.Table.from_arrays([column.combine_chunks() for column in table.columns], schema=schema)
 
