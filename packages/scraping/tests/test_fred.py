@@ -396,6 +396,37 @@ def test_every_valid_xml_layout_stores_the_same_series(tmp_path, project, server
     assert stored(project, "fred/GDP")["value"].tolist()[::2] == [1.5, -2.25]
 
 
+def test_once_every_answer_is_in_the_fetch_thread_parses_those_not_yet_reached_last_first(tmp_path, monkeypatch):
+    from concurrent.futures import Future
+
+    from scraping._errors import MalformedAnswer
+    from scraping._fred import FredSource
+    from scraping._run import _FredAnswer, _Parsing
+
+    monkeypatch.setenv("FRED_API_KEY", VALID_KEY)
+    config = load_config(write_config(tmp_path))
+    good = {sid: fred_layout([(f"2020-0{m}-01", f"{k}.{m}") for m in (1, 2)]).encode() for k, sid in enumerate("ABE")}
+    bodies = {"A": good["A"], "B": good["B"], "C": fred_layout(ROWS).encode()[:-30], "D": None, "E": good["E"]}
+    answers = []
+    for series_id, body in bodies.items():  # D: FRED's last_updated said nothing changed
+        answers.append((series_id, Future()))
+        answers[-1][1].set_result(_FredAnswer(None, {}, body))
+    fetcher = Fetcher(config.http)  # parsing makes no request
+    try:
+        parsing = _Parsing(FredSource(config.fred, fetcher))
+        assert parsing.observations("A", bodies["A"]).column("value").to_pylist() == [0.1, 0.2]
+
+        parsing.help_from_the_end(answers)  # E, then C (its error kept for it), then B; A is taken
+
+        # What the fetch thread parsed is handed over as it is (the body given here is not read again).
+        assert parsing.observations("E", b"").column("value").to_pylist() == [2.1, 2.2]
+        assert parsing.observations("B", b"").column("value").to_pylist() == [1.1, 1.2]
+        with pytest.raises(MalformedAnswer, match="FRED observations C: invalid or truncated XML"):
+            parsing.observations("C", good["A"])
+    finally:
+        fetcher.close()
+
+
 def test_a_truncated_answer_in_fred_layout_is_reported_by_expat(tmp_path, project, server):
     server.script("GDP", Fault(), Fault(status=200, body=fred_layout(ROWS).encode()[:-30]))
 

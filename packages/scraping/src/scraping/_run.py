@@ -231,9 +231,11 @@ def _fred_series(
 ) -> None:
     """Every FRED series in order. One thread fetches the answers, up to FETCH_AHEAD_BYTES ahead,
     while this one parses and stores, so that the stage's CPU time overlaps the network's. The
-    requests are still made one at a time, in series order, through the one rate limiter."""
+    requests are still made one at a time, in series order, through the one rate limiter. Once
+    every answer is in, the fetch thread parses the ones not yet reached, last first (_Parsing)."""
     ahead = _ReadAhead(FETCH_AHEAD_BYTES)
     answers: list[tuple[str, Future[_FredAnswer]]] = [(series_id, Future()) for series_id in ids]
+    parsing = _Parsing(fred)
 
     def fetch_all() -> None:
         for series_id, answer in answers:
@@ -247,12 +249,13 @@ def _fred_series(
                 answer.set_result(fetched)
             except BaseException as exc:  # the series' own failure, raised where it is stored
                 answer.set_exception(exc)
+        parsing.help_from_the_end(answers)
 
     # A daemon thread: it writes nothing, so a stopped run need not wait for its answer under way.
     threading.Thread(target=fetch_all, name="scraping-fetch", daemon=True).start()
     try:
         for series_id, answer in answers:
-            record(_guard(f"fred/{series_id}", _fred_store, store, fred, series_id, answer))
+            record(_guard(f"fred/{series_id}", _fred_store, store, fred, parsing, series_id, answer))
             if answer.exception() is None:
                 ahead.release(answer.result().size)
     except BaseException:
@@ -264,6 +267,51 @@ def _fred_series(
         for _, answer in answers:
             answer.cancel()
         raise
+
+
+class _Parsing:
+    """Each observations answer parsed once, by the first thread to claim it: the storing thread in
+    series order, and the fetch thread, once it has fetched every answer, from the last one back
+    until it meets the storing thread. A fast server leaves the parsing of the last answers behind
+    the fetching; their numpy and pyarrow work, which runs outside the GIL, then overlaps the
+    storing of the earlier ones instead of following it."""
+
+    def __init__(self, fred: FredSource) -> None:
+        self._fred = fred
+        self._claimed: dict[str, Future[pa.Table]] = {}
+        self._lock = threading.Lock()
+
+    def observations(self, series_id: str, body: bytes) -> pa.Table:
+        """The answer's observations, normalised: parsed here, or by the thread that claimed it first
+        (its error, a MalformedAnswer say, is raised here)."""
+        mine = self._claim(series_id)
+        if mine is not None:
+            self._parse(mine, series_id, body)
+        return self._claimed[series_id].result()
+
+    def help_from_the_end(self, answers: list[tuple[str, Future[_FredAnswer]]]) -> None:
+        """Parse the fetched answers no thread has claimed, last first; stop at the first one claimed."""
+        for series_id, answer in reversed(answers):
+            if answer.cancelled() or answer.exception() is not None or answer.result().body is None:
+                continue  # the run stopped, the fetch failed, or there is nothing new to parse
+            mine = self._claim(series_id)
+            if mine is None:
+                return  # the storing thread got here first: the rest are behind it
+            self._parse(mine, series_id, answer.result().body)
+
+    def _claim(self, series_id: str) -> Future[pa.Table] | None:
+        """A parsing for the caller to do, or None when another thread has claimed it."""
+        with self._lock:
+            if series_id in self._claimed:
+                return None
+            self._claimed[series_id] = Future()
+            return self._claimed[series_id]
+
+    def _parse(self, parsed: Future[pa.Table], series_id: str, body: bytes) -> None:
+        try:
+            parsed.set_result(normalise(self._fred.parse_observations(series_id, body), ["value"]))
+        except BaseException as exc:  # raised where the series is stored
+            parsed.set_exception(exc)
 
 
 class _ReadAhead:
@@ -318,7 +366,9 @@ def _fred_fetch(store: Store, fred: FredSource, series_id: str, lookback_days: i
     return _FredAnswer(stored, entry, fred.fetch_observations(series_id, start))
 
 
-def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[_FredAnswer]) -> SeriesResult:
+def _fred_store(
+    store: Store, fred: FredSource, parsing: _Parsing, series_id: str, fetched: Future[_FredAnswer]
+) -> SeriesResult:
     """The CPU half of a series: parse the observations, merge them with what is stored, store.
 
     A revision that reaches the first row of the look-back window may reach further back (annual
@@ -330,7 +380,7 @@ def _fred_store(store: Store, fred: FredSource, series_id: str, fetched: Future[
     if answer.body is None:
         store.update_meta(key, answer.entry)
         return SeriesResult(key, "unchanged")
-    fresh = normalise(fred.parse_observations(series_id, answer.body), ["value"])
+    fresh = parsing.observations(series_id, answer.body)
     old = normalise(answer.stored.table, ["value"]) if answer.stored is not None else None
     whole = old is not None and _revised(old, fresh.slice(0, 1), ["value"]) > 0
     if whole:
