@@ -327,7 +327,8 @@ def main() -> None:
         "reader), converting whole columns, Arrow tables and Parquet per series, the writer threads' file handling.",
         "The fetch thread (answers up to 64 MiB ahead) overlaps that work with the server's and with waits on",
         "the network, not with its own HTTP handling, which needs the GIL too; each return from a kernel that ran",
-        "outside the GIL waits for the fetch thread to hand it back. So the stage's threads run about one at a",
+        "outside the GIL waits for the fetch thread to hand it back. Once every answer is in, the fetch thread",
+        "parses those not yet reached, last first. So the stage's threads still run about one at a",
         "time (its CPU time / its wall time: "
         + ", ".join(f"{fmt} {r['stage_cpu_s_median'] / r['stage_s_median']:.2f}" for fmt, r in loopback.items())
         + "), and its CPU time alone, as a multiple of the bare client's wall time, is ("
