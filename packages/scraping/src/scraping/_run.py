@@ -278,7 +278,7 @@ class _Parsing:
 
     def __init__(self, fred: FredSource) -> None:
         self._fred = fred
-        self._claimed: dict[str, Future[pa.Table]] = {}
+        self._claimed: dict[str, Future[pa.Table] | None] = {}  # None: claimed, and handed over
         self._lock = threading.Lock()
 
     def observations(self, series_id: str, body: bytes) -> pa.Table:
@@ -287,7 +287,10 @@ class _Parsing:
         mine = self._claim(series_id)
         if mine is not None:
             self._parse(mine, series_id, body)
-        return self._claimed[series_id].result()
+        with self._lock:
+            parsed, self._claimed[series_id] = self._claimed[series_id], None  # the table is the caller's now
+        assert parsed is not None  # each series is stored once
+        return parsed.result()
 
     def help_from_the_end(self, answers: list[tuple[str, Future[_FredAnswer]]]) -> None:
         """Parse the fetched answers no thread has claimed, last first; stop at the first one claimed."""
@@ -304,8 +307,8 @@ class _Parsing:
         with self._lock:
             if series_id in self._claimed:
                 return None
-            self._claimed[series_id] = Future()
-            return self._claimed[series_id]
+            self._claimed[series_id] = parsing = Future()
+            return parsing
 
     def _parse(self, parsed: Future[pa.Table], series_id: str, body: bytes) -> None:
         try:
