@@ -234,11 +234,13 @@ def _fred_series(
     requests are still made one at a time, in series order, through the one rate limiter. Once
     every answer is in, the fetch thread parses the ones not yet reached, last first (_Parsing)."""
     ahead = _ReadAhead(FETCH_AHEAD_BYTES)
-    answers: list[tuple[str, Future[_FredAnswer]]] = [(series_id, Future()) for series_id in ids]
+    # A series' answer is let go (None) once it is stored: the answers held are those ahead.
+    answers: list[tuple[str, Future[_FredAnswer] | None]] = [(series_id, Future()) for series_id in ids]
     parsing = _Parsing(fred)
 
     def fetch_all() -> None:
-        for series_id, answer in answers:
+        for series_id, answer in answers:  # always ahead of the storing: none is let go yet
+            assert answer is not None
             if not answer.set_running_or_notify_cancel():
                 return  # the run stopped: nothing more is fetched
             try:
@@ -254,10 +256,12 @@ def _fred_series(
     # A daemon thread: it writes nothing, so a stopped run need not wait for its answer under way.
     threading.Thread(target=fetch_all, name="scraping-fetch", daemon=True).start()
     try:
-        for series_id, answer in answers:
+        for index, (series_id, answer) in enumerate(answers):
+            assert answer is not None
             record(_guard(f"fred/{series_id}", _fred_store, store, fred, parsing, series_id, answer))
             if answer.exception() is None:
                 ahead.release(answer.result().size)
+            answers[index] = (series_id, None)
     except BaseException:
         # Stopped (a signal) or failed: the fetch thread's waits for a retry, the rate limiter or room
         # end at once and the series not yet fetched are dropped, so that the run's clean-up (the
@@ -265,7 +269,8 @@ def _fred_series(
         fetcher.stop()
         ahead.stop()
         for _, answer in answers:
-            answer.cancel()
+            if answer is not None:
+                answer.cancel()
         raise
 
 
@@ -292,9 +297,12 @@ class _Parsing:
         assert parsed is not None  # each series is stored once
         return parsed.result()
 
-    def help_from_the_end(self, answers: list[tuple[str, Future[_FredAnswer]]]) -> None:
-        """Parse the fetched answers no thread has claimed, last first; stop at the first one claimed."""
+    def help_from_the_end(self, answers: list[tuple[str, Future[_FredAnswer] | None]]) -> None:
+        """Parse the fetched answers no thread has claimed, last first; stop at the first one claimed
+        or already stored (None)."""
         for series_id, answer in reversed(answers):
+            if answer is None:
+                return
             if answer.cancelled() or answer.exception() is not None or answer.result().body is None:
                 continue  # the run stopped, the fetch failed, or there is nothing new to parse
             mine = self._claim(series_id)
