@@ -18,6 +18,8 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1]
 ENV = (
     *("FRED_API_KEY", "FRED_API_KEY_FILE", "FRED_API_BASE_URL", "TREASURY_BASE_URL", "PIPELINE_PROFILE"),
     "SCRAPING_CONFIG",
+    # a developer's proxy would carry the tests' loopback requests elsewhere
+    *(name for scheme in ("http", "https", "all", "no") for name in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY")),
 )
 
 

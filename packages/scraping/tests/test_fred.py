@@ -730,6 +730,28 @@ def test_https_answers_are_verified_against_the_trust_store_httpx_uses(tmp_path,
     assert stored(project, "fred/GDP").shape == (24, 2)
 
 
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_proxy_named_in_the_environment_carries_the_requests_unless_no_proxy_exempts_the_host(
+    tmp_path, project, monkeypatch, variable
+):
+    """The fake server stands in for the proxy (it reads the absolute URLs a proxy is sent); the FRED
+    host itself does not resolve, so a request that bypassed the proxy would fail."""
+    with FakeServer() as proxy:
+        proxy.add(monthly("GDP"))
+        monkeypatch.setenv("FRED_API_KEY", VALID_KEY)
+        monkeypatch.setenv("FRED_API_BASE_URL", "http://fred.invalid/fred")
+        monkeypatch.setenv(variable, proxy.url)
+        proxied = fresh_run(tmp_path, series=("GDP",), retries=0)
+        monkeypatch.setenv("NO_PROXY", "fred.invalid")
+        exempt = fresh_run(tmp_path, series=("GDP",), retries=0)
+
+    assert proxied.results[0].describe() == "updated (+24 rows)"
+    assert [r.path for r in proxy.requests] == ["/fred/series", "/fred/series/observations"]
+    assert exempt.results[0].describe() == (
+        "failed: FRED series GDP: request failed (ConnectError) (gave up after 1 attempt)"
+    )
+
+
 # The three forms of HTTP date that a recipient must accept (RFC 9110, 5.6.7); asctime's has no zone.
 @pytest.mark.parametrize(
     "when", ["Wed, 21 Oct 2015 07:28:00 GMT", "Wednesday, 21-Oct-15 07:28:00 GMT", "Wed Oct 21 07:28:00 2015"]

@@ -15,9 +15,9 @@ import email.utils
 import logging
 import random
 import socket
-import ssl
 import threading
 import time
+import urllib.request
 import weakref
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -27,6 +27,7 @@ import httpx
 
 from scraping._config import HttpSettings
 from scraping._errors import RequestRejected, RetriesExhausted, Stopped
+from scraping._transport import StdlibTransport
 
 log = logging.getLogger(__name__)
 REDACTED = "***"
@@ -119,35 +120,6 @@ class _Deadline:
                         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _TlsWhenNeeded(httpx.BaseTransport):
-    """httpx's own transport, with its TLS set up at the first https request rather than up front.
-
-    Setting TLS up (loading the CA bundle) costs ~30 ms of CPU, more than a dozen requests to a
-    fast server; a run whose sources are all plain http (a local mirror, the tests) never needs
-    it. Plain http goes through a transport whose TLS context trusts no CA, so that anything sent
-    through it over TLS would fail verification rather than skip it. Proxies from the environment
-    are unaffected: httpx routes them before this transport.
-    """
-
-    def __init__(self) -> None:
-        self._plain = httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
-        self._tls: httpx.HTTPTransport | None = None
-        self._lock = threading.Lock()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.url.scheme == "http":
-            return self._plain.handle_request(request)
-        with self._lock:
-            if self._tls is None:
-                self._tls = httpx.HTTPTransport()  # verify=True and trust_env, as httpx.Client's default
-        return self._tls.handle_request(request)
-
-    def close(self) -> None:
-        self._plain.close()
-        if self._tls is not None:
-            self._tls.close()
-
-
 class Fetcher:
     """GET with retries; 4xx (but 429) raise RequestRejected at once, the rest retry then RetriesExhausted."""
 
@@ -163,7 +135,10 @@ class Fetcher:
         self._secrets = tuple(s for s in secrets if s)
         self._client = httpx.Client(
             timeout=settings.timeout_s,
-            transport=transport or _TlsWhenNeeded(),
+            # Behind a proxy from the environment, httpx's own transport (which routes by HTTP(S)_PROXY,
+            # ALL_PROXY and NO_PROXY, and tunnels) does the requests: httpx ignores those variables
+            # once given a transport.
+            transport=transport or (None if _environment_proxies() else StdlibTransport()),
             follow_redirects=True,
             headers={"User-Agent": USER_AGENT},
         )
@@ -256,6 +231,11 @@ class Fetcher:
         if retry_after > s.max_backoff_s:
             return None
         return max(retry_after, backoff)
+
+
+def _environment_proxies() -> bool:
+    """Whether the environment names an HTTP proxy (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY, any case)."""
+    return any(urllib.request.getproxies().get(scheme) for scheme in ("http", "https", "all"))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
