@@ -298,6 +298,8 @@ def main() -> None:
         f"{SERIES} FRED series (40 monthly x 600 obs, 10 business-daily x ~5200 obs) from the loopback fake server",
         "(packages/scraping/tests/fake_servers.py), rate limiter off. Stage = `scraping.run()` in-process (fetch,",
         "parse, Parquet, manifest) into a fresh root; bare = the same URLs with one `httpx.Client`, bodies read.",
+        "The stage's client is an `httpx.Client` too, over its own transport (http.client, scraping/_transport.py);",
+        "bare httpx uses httpx's default transport (httpcore + h11), which spends about twice the CPU per request.",
         f"Paired and interleaved, {ROUNDS} rounds ({LOOPBACK_ROUNDS} on bare loopback) after one untimed run of each;",
         "ratio = median of per-round stage/bare (in brackets: the middle half of the rounds' ratios, which shows",
         "the machine's noise). 'latency' is a delay the server adds to every answer, a stand-in",
