@@ -4,6 +4,8 @@ with scripted raw bytes, so that keep-alive, closed connections and broken answe
 from __future__ import annotations
 
 import gzip
+import os
+import resource
 import socket
 import threading
 from collections.abc import Iterator
@@ -211,3 +213,17 @@ def test_requests_from_several_threads_each_get_a_connection_of_their_own(raw, c
     assert errors == []
     assert len(raw.requests) == 16
     assert 2 <= raw.connections <= 4  # overlapping requests had a connection each; later ones reused them
+
+
+def test_a_connection_on_a_file_descriptor_past_1023_is_reused(raw, client):
+    """select() cannot watch such a descriptor; a process with many files open gets them."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"RLIMIT_NOFILE is {soft}")
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        assert [client.get(f"{raw.url}/{i}").text for i in range(3)] == ["ok"] * 3
+    finally:
+        for descriptor in filler:
+            os.close(descriptor)
+    assert raw.connections == 1

@@ -95,8 +95,11 @@ class StdlibTransport(httpx.BaseTransport):
                 if not idle:
                     return None
                 connection = idle.pop()
-            # Readable while idle: the server closed it (or sent what nobody asked for).
-            if not select.select([connection.sock], [], [], 0)[0]:
+            # Readable while idle: the server closed it (or sent what nobody asked for). poll, not
+            # select, which fails on file descriptors past 1023.
+            idle_check = select.poll()
+            idle_check.register(connection.sock, select.POLLIN)
+            if not idle_check.poll(0):
                 return connection
             connection.close()
 
