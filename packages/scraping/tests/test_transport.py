@@ -154,6 +154,11 @@ def test_status_reason_headers_and_version_come_through(raw, client):
     assert response.text == "no"
 
 
+def test_a_scheme_other_than_http_or_https_is_refused_as_httpx_refuses_it(client):
+    with pytest.raises(httpx.UnsupportedProtocol, match="'ftp://'"):
+        client.get("ftp://127.0.0.1/file")
+
+
 def test_a_refused_connection_is_a_connect_error(client):
     with socket.create_server(("127.0.0.1", 0)) as placeholder:
         port = placeholder.getsockname()[1]

@@ -8,10 +8,11 @@ loopback server took 61 ms of CPU through httpx's transport and 40 ms through th
 on a fast network is the largest part of the stage's own time. Failures are raised as httpx's
 exceptions (ConnectError, ReadTimeout, RemoteProtocolError...), as httpx's transport raises them.
 
-Like httpx's transport, it sets TLS up (loads the CA bundle, ~30 ms of CPU) only at the first
-https request, honours SSL_CERT_FILE and SSL_CERT_DIR, drops an idle connection that the server
-has closed before reusing it, and reports the sockets it opens through the "trace" request
-extension with httpcore's event names, which the Fetcher's watchdog relies on.
+It sets TLS up (loads the CA bundle, ~30 ms of CPU) at the first https request, where httpx's
+transport does it up front, and trusts what httpx trusts (certifi, or SSL_CERT_FILE/SSL_CERT_DIR).
+As httpcore does, it drops an idle connection that the server has closed rather than reuse it, and
+reports the sockets it opens through the "trace" request extension with httpcore's event names,
+which the Fetcher's watchdog relies on.
 """
 
 from __future__ import annotations
