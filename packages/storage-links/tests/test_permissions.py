@@ -146,6 +146,24 @@ def test_init_checks_that_it_can_read_a_local_file_it_compares_with_the_share(no
     )
 
 
+def test_init_checks_that_it_can_read_the_share_file_it_compares_a_local_one_with(nobody_env, run_as_nobody, snapshot):
+    # The other side of the comparison: init stopped on EACCES halfway, some links made, some not.
+    env = nobody_env
+    fill(env)
+    env.target().mkdir(parents=True)
+    (env.target() / "f.csv").write_text("3,4\n")
+    os.chmod(env.target() / "f.csv", 0o600)
+    refuses(
+        env,
+        run_as_nobody,
+        snapshot,
+        "init",
+        (env.target() / "f.csv",),
+        f"{env.target() / 'f.csv'} on the share is not readable by this user (uid {NOBODY}); init compares it "
+        f"with {env.local() / 'f.csv'}",
+    )
+
+
 def test_init_renames_a_local_file_it_cannot_read_onto_a_share_on_the_same_file_system(nobody_env, run_as_nobody):
     # A rename reads nothing: refusing it would stop a migration that works.
     env = nobody_env

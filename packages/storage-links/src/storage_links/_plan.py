@@ -335,6 +335,11 @@ def _walk_source(
                     conflicts.append(
                         f"{lp.label}: {entry.path} is not readable by this user (uid {os.getuid()}); init {act}"
                     )
+                if stat.S_ISREG(dst_mode) and not os.access(dst, os.R_OK):
+                    conflicts.append(
+                        f"{lp.label}: {dst} on the share is not readable by this user (uid {os.getuid()}); "
+                        f"init compares it with {entry.path}"
+                    )
                 lp.files += 1
                 lp.bytes += entry.stat(follow_symlinks=False).st_size
                 if stat.S_ISREG(dst_mode):
