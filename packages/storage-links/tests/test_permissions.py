@@ -128,40 +128,21 @@ def test_unlink_removes_a_leftover_copy_whose_directories_have_no_write_bit(nobo
     assert (outside.stat().st_mode & 0o777, (outside / "sentinel").read_text()) == (0o555, "must survive")
 
 
-def test_init_checks_that_it_can_read_a_local_file_it_compares_with_the_share(nobody_env, run_as_nobody, snapshot):
-    # The name is on the share too, so init reads the local file to compare it: it stopped on EACCES halfway.
+@pytest.mark.parametrize("unreadable", ["local", "share"])
+def test_init_checks_that_it_can_read_both_files_it_compares(nobody_env, run_as_nobody, snapshot, unreadable):
+    # The name is on both sides, so init reads both files to compare them: it stopped on EACCES halfway.
     env = nobody_env
     fill(env)
     env.target().mkdir(parents=True)
     (env.target() / "f.csv").write_text("3,4\n")
-    os.chmod(env.local() / "f.csv", 0o600)
-    refuses(
-        env,
-        run_as_nobody,
-        snapshot,
-        "init",
-        (env.local() / "f.csv",),
-        f"{env.local() / 'f.csv'} is not readable by this user (uid {NOBODY}); init compares it with "
-        f"{env.target() / 'f.csv'} on the share",
-    )
-
-
-def test_init_checks_that_it_can_read_the_share_file_it_compares_a_local_one_with(nobody_env, run_as_nobody, snapshot):
-    # The other side of the comparison: init stopped on EACCES halfway, some links made, some not.
-    env = nobody_env
-    fill(env)
-    env.target().mkdir(parents=True)
-    (env.target() / "f.csv").write_text("3,4\n")
-    os.chmod(env.target() / "f.csv", 0o600)
-    refuses(
-        env,
-        run_as_nobody,
-        snapshot,
-        "init",
-        (env.target() / "f.csv",),
-        f"{env.target() / 'f.csv'} on the share is not readable by this user (uid {NOBODY}); init compares it "
-        f"with {env.local() / 'f.csv'}",
-    )
+    local, share = env.local() / "f.csv", env.target() / "f.csv"
+    closed = local if unreadable == "local" else share
+    os.chmod(closed, 0o600)
+    expected = {
+        "local": f"{local} is not readable by this user (uid {NOBODY}); init compares it with {share} on the share",
+        "share": f"{share} on the share is not readable by this user (uid {NOBODY}); init compares it with {local}",
+    }[unreadable]
+    refuses(env, run_as_nobody, snapshot, "init", (closed,), expected)
 
 
 def test_init_renames_a_local_file_it_cannot_read_onto_a_share_on_the_same_file_system(nobody_env, run_as_nobody):
