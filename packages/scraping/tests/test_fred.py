@@ -397,15 +397,17 @@ def test_every_valid_xml_layout_stores_the_same_series(tmp_path, project, server
     assert stored(project, "fred/GDP")["value"].tolist()[::2] == [1.5, -2.25]
 
 
-def test_a_stored_series_answer_is_let_go_so_memory_stays_within_the_read_ahead(tmp_path, project, server):
-    """The answers the run holds are those fetched and not yet stored (FETCH_AHEAD_BYTES bounds them),
-    not every answer of the run: against a fast server all are fetched at once, and the Python
-    memory in use falls as they are stored (it grew by an answer a series when each was kept)."""
+def test_a_stored_series_answer_is_let_go_so_memory_stays_within_the_read_ahead(tmp_path, project, server, monkeypatch):
+    """The answers the run holds are those fetched and not yet stored, not every answer of the run.
+    With the read-ahead at one answer, the Python memory in use stays flat from series to series
+    (it grew by an answer a series when each was kept). A larger read-ahead would let the fetch
+    thread hold more or fewer answers by chance, as a fast server and the storing race."""
     import tracemalloc
 
     ids = [f"S{i:02d}" for i in range(16)]
     server.add(*(monthly(series_id, n=3000, start=date(1800, 1, 1)) for series_id in ids))
     answer_bytes = 3000 * 100  # an observation line of FRED's XML is ~100 bytes
+    monkeypatch.setattr("scraping._run.FETCH_AHEAD_BYTES", answer_bytes)
     in_use: list[int] = []
 
     tracemalloc.start()
@@ -416,7 +418,7 @@ def test_a_stored_series_answer_is_let_go_so_memory_stays_within_the_read_ahead(
         tracemalloc.stop()
 
     assert len(in_use) == len(ids)
-    assert max(in_use[4:]) - in_use[3] < 2 * answer_bytes, [round(m / 1e6, 2) for m in in_use]
+    assert max(in_use[4:]) - in_use[3] < 3 * answer_bytes, [round(m / 1e6, 2) for m in in_use]
 
 
 def test_once_every_answer_is_in_the_fetch_thread_parses_those_not_yet_reached_last_first(tmp_path, monkeypatch):
